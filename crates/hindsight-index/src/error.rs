@@ -1,0 +1,57 @@
+use std::path::PathBuf;
+
+/// Errors of the index crate. Messages are lowercase and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Logs(#[from] hindsight_logs::LogError),
+    /// A row could not be parsed and `--strict` was given.
+    #[error("line {line}: {message} (run without --strict to skip and count malformed rows)")]
+    StrictRow {
+        /// 1-based line (or row) number in the input.
+        line: u64,
+        /// What is wrong with the row.
+        message: String,
+    },
+    /// The index on disk was written with another schema version.
+    #[error("index at {path} has schema version {found}, this build reads version {expected}; re-ingest the logs into a new index (hindsight ingest --index NEW_PATH)")]
+    SchemaVersion {
+        /// The index folder.
+        path: PathBuf,
+        /// The version on disk.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// The folder holds no hindsight index.
+    #[error("no hindsight index at {0}; build one with `hindsight ingest --index {0} ...`")]
+    NotAnIndex(PathBuf),
+    /// The index was created for another dataset mapping than the one given.
+    #[error("index at {path} was built with mapping {found:?}, not {given:?}; ingest into a new index or use the same preset")]
+    MappingMismatch {
+        /// The index folder.
+        path: PathBuf,
+        /// Mapping name stored in the index.
+        found: String,
+        /// Mapping name given now.
+        given: String,
+    },
+    /// The index violates a layout invariant (e.g. a user's documents are not
+    /// contiguous within a segment).
+    #[error("index layout is corrupt: {0}; rebuild the index from the logs")]
+    Corrupt(String),
+    /// An error from tantivy.
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// A JSON (de)serialization error of the manifest or commit payload.
+    #[error("manifest: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Any other I/O error.
+    #[error("i/o: {0}")]
+    OtherIo(#[from] std::io::Error),
+}
+
+/// Result alias of the index crate.
+pub type Result<T, E = IndexError> = std::result::Result<T, E>;
+

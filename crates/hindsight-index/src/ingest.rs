@@ -1,0 +1,451 @@
+//! Bulk ingestion in bounded memory.
+//!
+//! Logs are rarely sorted the way the index needs them, (user, timestamp,
+//! row). Ingestion is therefore an external merge sort feeding the writer:
+//!
+//! 1. **read**: rows are parsed into compact records in a sort buffer of
+//!    at most `sort_buffer` records; a full buffer is sorted and spilled to
+//!    a temporary run file;
+//! 2. **index**: the runs (or the single in-memory buffer, for inputs that
+//!    fit) are merged and handed to the writer user by user, committing
+//!    every `commit_every` behaviors at a user boundary.
+//!
+//! Peak memory is the sort buffer plus tantivy's indexing budget, whatever
+//! the input size. Every commit carries the index state, and re-ingesting
+//! skips behaviors already indexed, so an interrupted ingest (even by
+//! `kill -9`) leaves the last commit readable and is resumed by running
+//! the same command again.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use hindsight_core::ItemFeatures;
+use hindsight_logs::{BehaviorSource, Row, RowError};
+use roaring::RoaringTreemap;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{now_unix, IngestRecord};
+use crate::writer::{NewBehavior, Writer};
+use crate::{BehaviorIndex, IndexError, Result};
+
+/// Settings of a bulk ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Stop at the first malformed row instead of skipping it.
+    pub strict: bool,
+    /// How many malformed rows to keep in the report (all are counted).
+    pub max_reported_errors: usize,
+    /// Commit after about this many behaviors (at a user boundary).
+    pub commit_every: u64,
+    /// Records held in memory before sorting and spilling a run.
+    pub sort_buffer: usize,
+    /// Tantivy's indexing memory budget in bytes.
+    pub writer_memory: usize,
+    /// Where spill files go (default: the system temporary folder).
+    pub tmp_dir: Option<PathBuf>,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            strict: false,
+            max_reported_errors: 10,
+            commit_every: 1_000_000,
+            sort_buffer: 4 << 20,
+            writer_memory: 256 << 20,
+            tmp_dir: None,
+        }
+    }
+}
+
+/// The phase an ingest is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Reading and parsing the input.
+    Read,
+    /// Writing sorted behaviors into the index.
+    Index,
+}
+
+/// Progress of a running ingest.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestProgress {
+    /// Current phase.
+    pub phase: Phase,
+    /// Rows read so far.
+    pub rows_read: u64,
+    /// Input bytes consumed so far.
+    pub bytes_read: u64,
+    /// Input size in bytes (0 if unknown).
+    pub total_bytes: u64,
+    /// Behaviors handed to the writer so far (index phase).
+    pub behaviors_done: u64,
+    /// Well-formed rows to index (known once reading is over).
+    pub behaviors_total: u64,
+}
+
+/// The summary of an ingest.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    /// The input as given.
+    pub source: String,
+    /// Rows read (well-formed and malformed).
+    pub rows_read: u64,
+    /// Behaviors added to the index.
+    pub behaviors_indexed: u64,
+    /// Malformed rows skipped.
+    pub rejected_rows: u64,
+    /// The first malformed rows (line and reason).
+    pub rejected_examples: Vec<RejectedRow>,
+    /// Rows skipped because the index already held them.
+    pub duplicates_skipped: u64,
+    /// Distinct users in the input.
+    pub users: u64,
+    /// Distinct items in the input.
+    pub items: u64,
+    /// Sorted runs spilled to disk (0: the input fit in memory).
+    pub spilled_runs: usize,
+    /// Wall-clock seconds.
+    pub elapsed_secs: f64,
+    /// Well-formed rows per second over the whole run.
+    pub behaviors_per_sec: f64,
+    /// Behaviors in the index after the ingest.
+    pub index_behaviors: u64,
+}
+
+/// A malformed row in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedRow {
+    /// 1-based line number.
+    pub line: u64,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl From<RowError> for RejectedRow {
+    fn from(e: RowError) -> Self {
+        RejectedRow {
+            line: e.line,
+            message: e.message,
+        }
+    }
+}
+
+/// One parsed row in the sort buffer; features live in a shared arena.
+#[derive(Clone, Copy)]
+struct Rec {
+    user: u64,
+    ts: i64,
+    line: u64,
+    item: u64,
+    feat: u32,
+    ncats: u16,
+    ntags: u16,
+    btype: u8,
+}
+
+impl Rec {
+    fn key(&self) -> (u64, i64, u64) {
+        (self.user, self.ts, self.line)
+    }
+}
+
+#[derive(Default)]
+struct SortBuffer {
+    recs: Vec<Rec>,
+    arena: Vec<u64>,
+}
+
+impl SortBuffer {
+    fn push(&mut self, user: u64, item: u64, btype: u8, ts: i64, line: u64, f: &ItemFeatures) {
+        let ncats = f.categories.len().min(u16::MAX as usize);
+        let ntags = f.tags.len().min(u16::MAX as usize);
+        let feat = self.arena.len() as u32;
+        self.arena.extend_from_slice(&f.categories[..ncats]);
+        self.arena.extend_from_slice(&f.tags[..ntags]);
+        self.recs.push(Rec {
+            user,
+            ts,
+            line,
+            item,
+            feat,
+            ncats: ncats as u16,
+            ntags: ntags as u16,
+            btype,
+        });
+    }
+
+    fn features(&self, r: &Rec) -> (&[u64], &[u64]) {
+        let s = r.feat as usize;
+        let c = s + r.ncats as usize;
+        (&self.arena[s..c], &self.arena[c..c + r.ntags as usize])
+    }
+
+    fn sort(&mut self) {
+        self.recs.sort_unstable_by_key(Rec::key);
+    }
+
+    fn clear(&mut self) {
+        self.recs.clear();
+        self.arena.clear();
+    }
+
+    /// Writes the (sorted) buffer as a run file.
+    fn spill(&self, dir: &tempfile::TempDir, n: usize) -> Result<PathBuf> {
+        let path = dir.path().join(format!("run-{n:05}.bin"));
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        for r in &self.recs {
+            let (cats, tags) = self.features(r);
+            w.write_all(&r.user.to_le_bytes())?;
+            w.write_all(&r.ts.to_le_bytes())?;
+            w.write_all(&r.line.to_le_bytes())?;
+            w.write_all(&r.item.to_le_bytes())?;
+            w.write_all(&[r.btype])?;
+            w.write_all(&r.ncats.to_le_bytes())?;
+            w.write_all(&r.ntags.to_le_bytes())?;
+            for v in cats.iter().chain(tags) {
+                w.write_all(&v.to_le_bytes())?;
+            }
+        }
+        w.flush()?;
+        Ok(path)
+    }
+}
+
+/// A sorted record with owned features, as the merge yields them.
+struct Owned {
+    key: (u64, i64, u64),
+    b: NewBehavior,
+}
+
+struct RunReader {
+    r: BufReader<File>,
+}
+
+impl RunReader {
+    fn next(&mut self) -> Result<Option<Owned>> {
+        let mut head = [0u8; 37];
+        match self.r.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let u = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
+        let (user, ts, line, item) = (u(0), u(8) as i64, u(16), u(24));
+        let btype = head[32];
+        let ncats = u16::from_le_bytes([head[33], head[34]]) as usize;
+        let ntags = u16::from_le_bytes([head[35], head[36]]) as usize;
+        let mut vals = vec![0u8; 8 * (ncats + ntags)];
+        self.r.read_exact(&mut vals)?;
+        let vals: Vec<u64> = vals
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        Ok(Some(Owned {
+            key: (user, ts, line),
+            b: NewBehavior {
+                user_id: user,
+                item_id: item,
+                features: ItemFeatures {
+                    categories: vals[..ncats].to_vec(),
+                    tags: vals[ncats..].to_vec(),
+                },
+                behavior_type: btype,
+                timestamp: ts,
+            },
+        }))
+    }
+}
+
+/// Ingests every row of `source` into `index` (see the module docs).
+/// `source_name` is recorded in the index state and the report;
+/// `progress` is called every few tens of thousands of rows.
+pub fn ingest(
+    index: &BehaviorIndex,
+    source: &mut dyn BehaviorSource,
+    source_name: &str,
+    opts: &IngestOptions,
+    progress: &mut dyn FnMut(&IngestProgress),
+) -> Result<IngestReport> {
+    let started = Instant::now();
+    let mut writer = Writer::new(index, opts.writer_memory)?;
+    let mut vocabs = writer.state.vocabs.clone();
+
+    // Phase 1: read, sort, spill.
+    let mut buf = SortBuffer::default();
+    let mut runs: Vec<PathBuf> = Vec::new();
+    let mut spill_dir: Option<tempfile::TempDir> = None;
+    let (mut rows_read, mut rejected, mut good) = (0u64, 0u64, 0u64);
+    let mut examples: Vec<RejectedRow> = Vec::new();
+    let (mut users, mut items) = (RoaringTreemap::new(), RoaringTreemap::new());
+    let mut prog = IngestProgress {
+        phase: Phase::Read,
+        rows_read: 0,
+        bytes_read: 0,
+        total_bytes: source.total_bytes(),
+        behaviors_done: 0,
+        behaviors_total: 0,
+    };
+    while let Some(row) = source.next_row(&mut vocabs)? {
+        rows_read += 1;
+        match row {
+            Row::Ok(b) => {
+                good += 1;
+                users.insert(b.user_id);
+                items.insert(b.item_id);
+                buf.push(b.user_id, b.item_id, b.behavior_type, b.timestamp, b.line, &b.features);
+                if buf.recs.len() >= opts.sort_buffer.max(1) {
+                    buf.sort();
+                    let dir = match &mut spill_dir {
+                        Some(d) => d,
+                        None => spill_dir.insert(match &opts.tmp_dir {
+                            Some(t) => tempfile::Builder::new().prefix("hindsight-ingest").tempdir_in(t)?,
+                            None => tempfile::Builder::new().prefix("hindsight-ingest").tempdir()?,
+                        }),
+                    };
+                    runs.push(buf.spill(dir, runs.len())?);
+                    buf.clear();
+                }
+            }
+            Row::Bad(e) => {
+                if opts.strict {
+                    return Err(IndexError::StrictRow {
+                        line: e.line,
+                        message: e.message,
+                    });
+                }
+                rejected += 1;
+                if examples.len() < opts.max_reported_errors {
+                    examples.push(e.into());
+                }
+            }
+        }
+        if rows_read % 65_536 == 0 {
+            prog.rows_read = rows_read;
+            prog.bytes_read = source.bytes_read();
+            progress(&prog);
+        }
+    }
+    prog.rows_read = rows_read;
+    prog.bytes_read = source.bytes_read();
+    prog.phase = Phase::Index;
+    prog.behaviors_total = good;
+    progress(&prog);
+
+    writer.state.vocabs = vocabs;
+    writer.start_record(IngestRecord {
+        source: source_name.to_owned(),
+        started_at: now_unix(),
+        rows_read,
+        rejected_rows: rejected,
+        ..Default::default()
+    });
+
+    // Phase 2: merge the sorted runs into the writer.
+    buf.sort();
+    let spilled_runs = runs.len();
+    let (mut added, mut dupes, mut done) = (0u64, 0u64, 0u64);
+    let mut last_user: Option<u64> = None;
+    let mut handle = |writer: &mut Writer<'_>, b: &NewBehavior| -> Result<()> {
+        if last_user != Some(b.user_id) {
+            if last_user.is_some() && writer.uncommitted >= opts.commit_every {
+                let rec = writer.record_mut().expect("record started");
+                rec.behaviors_indexed = added;
+                rec.duplicates_skipped = dupes;
+                writer.commit()?;
+            }
+            last_user = Some(b.user_id);
+        }
+        if writer.add(b)? {
+            added += 1;
+        } else {
+            dupes += 1;
+        }
+        done += 1;
+        if done % 65_536 == 0 {
+            prog.behaviors_done = done;
+            progress(&prog);
+        }
+        Ok(())
+    };
+    if runs.is_empty() {
+        let mut b = NewBehavior {
+            user_id: 0,
+            item_id: 0,
+            features: ItemFeatures::default(),
+            behavior_type: 0,
+            timestamp: 0,
+        };
+        for r in &buf.recs {
+            let (cats, tags) = buf.features(r);
+            b.user_id = r.user;
+            b.item_id = r.item;
+            b.behavior_type = r.btype;
+            b.timestamp = r.ts;
+            b.features.categories.clear();
+            b.features.categories.extend_from_slice(cats);
+            b.features.tags.clear();
+            b.features.tags.extend_from_slice(tags);
+            handle(&mut writer, &b)?;
+        }
+    } else {
+        if !buf.recs.is_empty() {
+            let dir = spill_dir.as_ref().expect("runs imply a spill dir");
+            runs.push(buf.spill(dir, runs.len())?);
+        }
+        drop(buf);
+        let mut readers: Vec<RunReader> = runs
+            .iter()
+            .map(|p| {
+                Ok(RunReader {
+                    r: BufReader::with_capacity(256 << 10, File::open(p)?),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut heads: Vec<Option<Owned>> = Vec::with_capacity(readers.len());
+        let mut heap = BinaryHeap::new();
+        for (i, r) in readers.iter_mut().enumerate() {
+            let h = r.next()?;
+            if let Some(o) = &h {
+                heap.push(Reverse((o.key, i)));
+            }
+            heads.push(h);
+        }
+        while let Some(Reverse((_, i))) = heap.pop() {
+            let cur = heads[i].take().expect("heap entry has a head");
+            handle(&mut writer, &cur.b)?;
+            heads[i] = readers[i].next()?;
+            if let Some(o) = &heads[i] {
+                heap.push(Reverse((o.key, i)));
+            }
+        }
+    }
+    let rec = writer.record_mut().expect("record started");
+    rec.behaviors_indexed = added;
+    rec.duplicates_skipped = dupes;
+    rec.complete = true;
+    let index_behaviors = writer.state.behaviors;
+    writer.finish()?;
+    drop(spill_dir);
+
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(IngestReport {
+        source: source_name.to_owned(),
+        rows_read,
+        behaviors_indexed: added,
+        rejected_rows: rejected,
+        rejected_examples: examples,
+        duplicates_skipped: dupes,
+        users: users.len(),
+        items: items.len(),
+        spilled_runs,
+        elapsed_secs: elapsed,
+        behaviors_per_sec: if elapsed > 0.0 { good as f64 / elapsed } else { 0.0 },
+        index_behaviors,
+    })
+}

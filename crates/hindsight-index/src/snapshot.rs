@@ -1,0 +1,415 @@
+//! Read snapshots: one tantivy searcher generation with its columns open.
+//!
+//! A [`Snapshot`] is cheap to clone (an `Arc`) and immutable: every
+//! retrieval of one scoring request runs against the same snapshot, so it
+//! sees one consistent state of the index even while behaviors are being
+//! appended. Columns and inverted-index readers are opened once per segment
+//! and reused across snapshots (opening a fast-field column costs about as
+//! much as a whole retrieval).
+
+use std::sync::Arc;
+
+use hindsight_core::{AsOf, Behavior, FeatureKind, ItemFeatures, Seq};
+use tantivy::columnar::{Column, ColumnValues};
+use tantivy::index::{InvertedIndexReader, SegmentId};
+use tantivy::postings::SegmentPostings;
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, Searcher, SegmentReader, Term};
+
+use crate::manifest::IndexState;
+use crate::schema::{names, split_user_seq_key, user_seq_key, Fields};
+use crate::Result;
+
+/// The open columns and inverted index of one segment.
+pub struct SegmentView {
+    id: SegmentId,
+    max_doc: DocId,
+    uk: Arc<dyn ColumnValues<u64>>,
+    ts: Arc<dyn ColumnValues<i64>>,
+    item: Arc<dyn ColumnValues<u64>>,
+    btype: Arc<dyn ColumnValues<u64>>,
+    bkey: Arc<dyn ColumnValues<u64>>,
+    cats: Column<u64>,
+    tags: Column<u64>,
+    keys: Arc<InvertedIndexReader>,
+    keys_field: tantivy::schema::Field,
+}
+
+fn full_column<T>(reader: &SegmentReader, name: &str) -> Result<Arc<dyn ColumnValues<T>>>
+where
+    T: tantivy::columnar::HasAssociatedColumnType + Default,
+    tantivy::columnar::DynamicColumn: Into<Option<Column<T>>>,
+{
+    let col: Column<T> = reader.fast_fields().column_opt(name)?.ok_or_else(|| {
+        crate::IndexError::Corrupt(format!("segment {} lacks column {name}", reader.segment_id()))
+    })?;
+    Ok(col.first_or_default_col(T::default()))
+}
+
+impl SegmentView {
+    /// Opens the columns of a segment.
+    pub(crate) fn open(reader: &SegmentReader, fields: &Fields) -> Result<SegmentView> {
+        if reader.has_deletes() {
+            // Retrieval reads doc ranges directly and never deletes; an
+            // index with deletes was written by something else.
+            return Err(crate::IndexError::Corrupt(format!(
+                "segment {} has deleted documents, which hindsight never writes",
+                reader.segment_id()
+            )));
+        }
+        let ff = reader.fast_fields();
+        let multi = |name: &str| -> Result<Column<u64>> {
+            Ok(ff.column_opt::<u64>(name)?.unwrap_or_else(|| Column::build_empty_column(reader.max_doc())))
+        };
+        Ok(SegmentView {
+            id: reader.segment_id(),
+            max_doc: reader.max_doc(),
+            uk: full_column(reader, names::UK)?,
+            ts: full_column(reader, names::TS)?,
+            item: full_column(reader, names::ITEM)?,
+            btype: full_column(reader, names::BTYPE)?,
+            bkey: full_column(reader, names::BKEY)?,
+            cats: multi(names::CATS)?,
+            tags: multi(names::TAGS)?,
+            keys: reader.inverted_index(fields.keys)?,
+            keys_field: fields.keys,
+        })
+    }
+
+    /// The segment's id.
+    pub fn id(&self) -> SegmentId {
+        self.id
+    }
+
+    /// Number of documents.
+    pub fn max_doc(&self) -> DocId {
+        self.max_doc
+    }
+
+    /// First doc id in `[lo, hi)` whose `uk >= key` (binary search: `uk` is sorted).
+    fn lower_bound(&self, mut lo: DocId, mut hi: DocId, key: u64) -> DocId {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.uk.get_val(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The user's run of documents in this segment, if any.
+    pub fn run(&self, user: u64) -> Option<Run<'_>> {
+        let start = self.lower_bound(0, self.max_doc, user_seq_key(user, 0));
+        if start >= self.max_doc || split_user_seq_key(self.uk.get_val(start)).0 != user {
+            return None;
+        }
+        let end = self.lower_bound(start, self.max_doc, user_seq_key(user + 1, 0));
+        Some(Run {
+            seg: self,
+            start,
+            end,
+            first_seq: self.seq(start),
+        })
+    }
+
+    /// The sequence number of a document.
+    #[inline]
+    pub fn seq(&self, doc: DocId) -> Seq {
+        split_user_seq_key(self.uk.get_val(doc)).1
+    }
+
+    /// The timestamp of a document.
+    #[inline]
+    pub fn timestamp(&self, doc: DocId) -> i64 {
+        self.ts.get_val(doc)
+    }
+
+    /// The behavior type of a document.
+    #[inline]
+    pub fn behavior_type(&self, doc: DocId) -> u8 {
+        self.btype.get_val(doc) as u8
+    }
+
+    /// The item of a document.
+    #[inline]
+    pub fn item(&self, doc: DocId) -> u64 {
+        self.item.get_val(doc)
+    }
+
+    /// The identity key of a document.
+    #[inline]
+    pub fn behavior_key(&self, doc: DocId) -> u64 {
+        self.bkey.get_val(doc)
+    }
+
+    /// Number of feature values (categories + tags) of a document.
+    #[inline]
+    pub fn feature_count(&self, doc: DocId) -> u32 {
+        let c = self.cats.index.value_row_ids(doc);
+        let t = self.tags.index.value_row_ids(doc);
+        (c.end - c.start) + (t.end - t.start)
+    }
+
+    /// The whole behavior stored at `doc`.
+    pub fn behavior(&self, doc: DocId) -> Behavior {
+        let (user_id, seq) = split_user_seq_key(self.uk.get_val(doc));
+        Behavior {
+            user_id,
+            seq,
+            item_id: self.item(doc),
+            features: ItemFeatures {
+                categories: self.cats.values_for_doc(doc).collect(),
+                tags: self.tags.values_for_doc(doc).collect(),
+            },
+            behavior_type: self.behavior_type(doc),
+            timestamp: self.timestamp(doc),
+        }
+    }
+
+    /// The posting list of a feature key in this segment, with its document
+    /// frequency, or `None` if no document has the key.
+    pub fn postings(&self, key: u64) -> Result<Option<(SegmentPostings, u32)>> {
+        let term = Term::from_field_u64(self.keys_field, key);
+        let Some(info) = self.keys.get_term_info(&term)? else {
+            return Ok(None);
+        };
+        let postings = self
+            .keys
+            .read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+        Ok(Some((postings, info.doc_freq)))
+    }
+}
+
+/// One user's contiguous run of documents in one segment: doc ids
+/// `start..end`, in strictly increasing `seq`.
+#[derive(Clone, Copy)]
+pub struct Run<'a> {
+    /// The segment.
+    pub seg: &'a SegmentView,
+    /// First doc id of the run.
+    pub start: DocId,
+    /// One past the last doc id.
+    pub end: DocId,
+    /// `seq` of the first document.
+    pub first_seq: Seq,
+}
+
+impl<'a> Run<'a> {
+    /// The doc holding the behavior with this `seq`, if in this run.
+    pub fn doc_of_seq(&self, seq: Seq) -> Option<DocId> {
+        let doc = self.partition(self.start, self.end, |d| self.seg.seq(d) < seq);
+        (doc < self.end && self.seg.seq(doc) == seq).then_some(doc)
+    }
+
+    /// Number of behaviors in the run.
+    pub fn len(&self) -> u32 {
+        self.end - self.start
+    }
+
+    /// Whether the run is empty (never true for runs a snapshot returns).
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// The first doc id at or after the as-of point: docs `start..bound` are
+    /// exactly the run's behaviors strictly before it. `ts_monotonic` says
+    /// whether timestamps may be binary-searched (see `IndexState`).
+    pub fn bound(&self, as_of: &AsOf, ts_monotonic: bool) -> DocId {
+        let mut end = self.end;
+        if let Some(s) = as_of.seq {
+            end = self.partition(self.start, end, |doc| self.seg.seq(doc) < s);
+        }
+        if let Some(t) = as_of.timestamp {
+            if ts_monotonic {
+                end = self.partition(self.start, end, |doc| self.seg.timestamp(doc) < t);
+            }
+        }
+        end
+    }
+
+    /// First doc in `[lo, hi)` for which `pred` is false, given that `pred`
+    /// is true on a prefix and false after it.
+    fn partition(&self, mut lo: DocId, mut hi: DocId, pred: impl Fn(DocId) -> bool) -> DocId {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// An immutable, consistent view of the index for retrieval.
+pub struct Snapshot {
+    pub(crate) searcher: Searcher,
+    pub(crate) segments: Vec<Arc<SegmentView>>,
+    pub(crate) state: Arc<IndexState>,
+    pub(crate) fields: Fields,
+}
+
+impl Snapshot {
+    /// The committed state (counts, vocabularies) this snapshot belongs to.
+    pub fn state(&self) -> &IndexState {
+        &self.state
+    }
+
+    /// Number of behaviors visible in this snapshot.
+    pub fn num_behaviors(&self) -> u64 {
+        self.searcher.num_docs()
+    }
+
+    /// The open segments.
+    pub fn segments(&self) -> &[Arc<SegmentView>] {
+        &self.segments
+    }
+
+    /// The tantivy searcher (for baselines and diagnostics).
+    pub fn searcher(&self) -> &Searcher {
+        &self.searcher
+    }
+
+    /// The schema's field handles.
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// A user's history: their runs across segments, oldest run first.
+    /// A user the index has never seen gets an empty history.
+    pub fn history(&self, user: u64) -> History<'_> {
+        let mut runs: Vec<Run<'_>> = self.segments.iter().filter_map(|s| s.run(user)).collect();
+        runs.sort_unstable_by_key(|r| r.first_seq);
+        History {
+            user,
+            runs,
+            ts_monotonic: self.state.ts_monotonic,
+            avg_keys: self.state.avg_keys(),
+        }
+    }
+
+    /// Total number of documents having a feature key, over all segments.
+    pub fn key_doc_freq(&self, user: u64, kind: FeatureKind, value: u64) -> Result<u64> {
+        let key = hindsight_core::feature_key(user, kind, value);
+        let term = Term::from_field_u64(self.fields.keys, key);
+        let mut df = 0u64;
+        for seg in &self.segments {
+            if let Some(info) = seg.keys.get_term_info(&term)? {
+                df += info.doc_freq as u64;
+            }
+        }
+        Ok(df)
+    }
+}
+
+/// A user's history within a snapshot.
+pub struct History<'a> {
+    /// The user.
+    pub user: u64,
+    runs: Vec<Run<'a>>,
+    ts_monotonic: bool,
+    avg_keys: f32,
+}
+
+impl<'a> History<'a> {
+    /// The user's runs, ordered by their first `seq`.
+    pub fn runs(&self) -> &[Run<'a>] {
+        &self.runs
+    }
+
+    /// Whether timestamps are non-decreasing in `seq` (index-wide).
+    pub fn ts_monotonic(&self) -> bool {
+        self.ts_monotonic
+    }
+
+    /// Average number of feature keys per behavior over the whole index
+    /// (BM25's average document length).
+    pub fn avg_feature_keys(&self) -> f32 {
+        self.avg_keys
+    }
+
+    /// Number of behaviors of the user.
+    pub fn len(&self) -> u64 {
+        self.runs.iter().map(|r| r.len() as u64).sum()
+    }
+
+    /// Whether the user has no behavior.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The next `seq` an appended behavior gets (0 for a new user).
+    pub fn next_seq(&self) -> Seq {
+        self.runs
+            .iter()
+            .map(|r| r.seg.seq(r.end - 1) + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The largest timestamp of the user's behaviors, if any.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.runs
+            .iter()
+            .flat_map(|r| (r.start..r.end).map(move |d| r.seg.timestamp(d)))
+            .max()
+    }
+
+    /// Visits the eligible behaviors newest first (descending `seq`), across
+    /// runs, until `visit` returns false. `as_of` is applied exactly; docs
+    /// are passed as (run index, doc id).
+    pub fn for_each_newest_first(
+        &self,
+        as_of: &AsOf,
+        mut visit: impl FnMut(usize, DocId) -> bool,
+    ) {
+        // Cursor per run: the next doc to visit going down (exclusive).
+        let mut cursors: Vec<DocId> = self
+            .runs
+            .iter()
+            .map(|r| r.bound(as_of, self.ts_monotonic))
+            .collect();
+        let needs_ts_check = as_of.timestamp.is_some() && !self.ts_monotonic;
+        loop {
+            // Pick the run whose next doc has the largest seq (few runs: linear).
+            let mut best: Option<(usize, Seq)> = None;
+            for (i, r) in self.runs.iter().enumerate() {
+                if cursors[i] > r.start {
+                    let s = r.seg.seq(cursors[i] - 1);
+                    if best.is_none_or(|(_, bs)| s > bs) {
+                        best = Some((i, s));
+                    }
+                }
+            }
+            let Some((i, _)) = best else { return };
+            cursors[i] -= 1;
+            let doc = cursors[i];
+            if needs_ts_check
+                && as_of
+                    .timestamp
+                    .is_some_and(|t| self.runs[i].seg.timestamp(doc) >= t)
+            {
+                continue;
+            }
+            if !visit(i, doc) {
+                return;
+            }
+        }
+    }
+
+    /// The user's eligible behaviors, newest first, at most `limit`.
+    pub fn newest(&self, as_of: &AsOf, limit: usize) -> Vec<Behavior> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        if limit == 0 {
+            return out;
+        }
+        self.for_each_newest_first(as_of, |i, doc| {
+            out.push(self.runs[i].seg.behavior(doc));
+            out.len() < limit
+        });
+        out
+    }
+}

@@ -1,0 +1,289 @@
+//! The write path: sequence numbers, idempotency and commits.
+//!
+//! Behaviors reach the index through a [`Writer`] one user at a time, each
+//! user's behaviors in `(timestamp, order)` order. The writer gives each a
+//! sequence number continuing the user's history and an identity key
+//! `(user, item, type, timestamp, k)`, where `k` counts identical
+//! `(item, type, timestamp)` events before it in the same batch; a behavior
+//! whose key the index already holds is skipped. Re-ingesting a file, or
+//! retrying an append, therefore adds nothing twice, while genuinely
+//! repeated events in one log are all kept.
+//!
+//! `seq` is the order in which behaviors entered the user's history. Within
+//! one batch that is `(timestamp, row)` order; a later batch continues
+//! after the user's last `seq`, even for a behavior whose timestamp is
+//! older than the user's newest one (a "late" behavior). Late behaviors
+//! clear `IndexState::ts_monotonic`, which makes retrieval as of a
+//! timestamp check each behavior's timestamp instead of binary-searching.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use hindsight_core::{feature_key, FeatureKind, ItemFeatures, Seq};
+use serde::{Deserialize, Serialize};
+use tantivy::{IndexWriter, TantivyDocument};
+
+use crate::manifest::{IndexState, IngestRecord, MAX_INGEST_RECORDS};
+use crate::schema::{user_seq_key, MAX_SEQ, MAX_USER_ID};
+use crate::snapshot::Snapshot;
+use crate::{BehaviorIndex, IndexError, Result};
+
+/// A behavior to add to the index (it gets its `seq` when added).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBehavior {
+    /// The user.
+    pub user_id: u64,
+    /// The item.
+    pub item_id: u64,
+    /// The item's features.
+    #[serde(default)]
+    pub features: ItemFeatures,
+    /// Behavior type id.
+    pub behavior_type: u8,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendReport {
+    /// Behaviors added.
+    pub added: u64,
+    /// Behaviors skipped because the index already held them.
+    pub duplicates: u64,
+}
+
+/// Identity key of a behavior (see the module docs).
+fn behavior_key(user: u64, item: u64, btype: u8, ts: i64, k: u32) -> u64 {
+    let a = feature_key(user, FeatureKind::Item, item);
+    let b = feature_key(ts as u64, FeatureKind::BehaviorType, btype as u64 | ((k as u64) << 8));
+    a ^ b.rotate_left(17)
+}
+
+struct UserCursor {
+    user: u64,
+    next_seq: Seq,
+    last_ts: Option<i64>,
+    existing: HashSet<u64>,
+    /// Occurrences of (item, type) at the current timestamp.
+    occurrences: HashMap<(u64, u8), u32>,
+    occ_ts: i64,
+}
+
+/// Adds behaviors user by user and commits them with the index state.
+pub(crate) struct Writer<'a> {
+    index: &'a BehaviorIndex,
+    writer: IndexWriter,
+    base: Arc<Snapshot>,
+    pub(crate) state: IndexState,
+    cursor: Option<UserCursor>,
+    pub(crate) uncommitted: u64,
+    record: Option<IngestRecord>,
+}
+
+impl<'a> Writer<'a> {
+    /// Opens tantivy's writer (taking its lock) on top of the current snapshot.
+    pub(crate) fn new(index: &'a BehaviorIndex, memory_budget: usize) -> Result<Writer<'a>> {
+        let writer: IndexWriter = match index.index.writer_with_num_threads(1, memory_budget) {
+            Ok(w) => w,
+            Err(tantivy::TantivyError::LockFailure(_, _)) => {
+                return Err(IndexError::Corrupt(format!(
+                    "another process is writing to {}; wait for it to finish (or, if none runs, remove {}/.tantivy-writer.lock)",
+                    index.path().display(),
+                    index.path().display()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let base = index.refresh()?;
+        Ok(Writer {
+            index,
+            writer,
+            state: base.state().clone(),
+            base,
+            cursor: None,
+            uncommitted: 0,
+            record: None,
+        })
+    }
+
+    /// Starts recording an ingest run in the index state.
+    pub(crate) fn start_record(&mut self, record: IngestRecord) {
+        self.record = Some(record);
+    }
+
+    /// The run being recorded.
+    pub(crate) fn record_mut(&mut self) -> Option<&mut IngestRecord> {
+        self.record.as_mut()
+    }
+
+    fn cursor_for(&mut self, user: u64, first_ts: i64) -> Result<&mut UserCursor> {
+        if self.cursor.as_ref().is_none_or(|c| c.user != user) {
+            if user > MAX_USER_ID {
+                return Err(IndexError::Corrupt(format!(
+                    "user id {user} exceeds the largest the index holds ({MAX_USER_ID})"
+                )));
+            }
+            let history = self.base.history(user);
+            let mut existing = HashSet::new();
+            let mut last_ts = None;
+            if !history.is_empty() {
+                let monotonic = history.ts_monotonic();
+                for run in history.runs() {
+                    let seg = run.seg;
+                    // Identical events share a timestamp: with monotonic
+                    // timestamps only the tail at or after `first_ts` can
+                    // hold a duplicate.
+                    let from = if monotonic {
+                        let (mut lo, mut hi) = (run.start, run.end);
+                        while lo < hi {
+                            let mid = lo + (hi - lo) / 2;
+                            if seg.timestamp(mid) < first_ts {
+                                lo = mid + 1;
+                            } else {
+                                hi = mid;
+                            }
+                        }
+                        lo
+                    } else {
+                        run.start
+                    };
+                    existing.extend((from..run.end).map(|d| seg.behavior_key(d)));
+                }
+                // The newest behavior (largest seq) has the largest timestamp
+                // while timestamps are monotonic; otherwise the flag is
+                // already cleared and last_ts no longer matters.
+                if let Some(last) = history.runs().iter().max_by_key(|r| r.seg.seq(r.end - 1)) {
+                    last_ts = Some(last.seg.timestamp(last.end - 1));
+                }
+            }
+            self.cursor = Some(UserCursor {
+                user,
+                next_seq: history.next_seq(),
+                last_ts,
+                existing,
+                occurrences: HashMap::new(),
+                occ_ts: i64::MIN,
+            });
+        }
+        Ok(self.cursor.as_mut().expect("cursor just set"))
+    }
+
+    /// Adds one behavior. Each user's behaviors must come together, in
+    /// `(timestamp, order)` order. Returns whether it was added (false: a
+    /// duplicate of an indexed behavior).
+    pub(crate) fn add(&mut self, b: &NewBehavior) -> Result<bool> {
+        let fields = &self.index.fields;
+        let cursor = self.cursor_for(b.user_id, b.timestamp)?;
+        if cursor.occ_ts != b.timestamp {
+            cursor.occurrences.clear();
+            cursor.occ_ts = b.timestamp;
+        }
+        let k = cursor.occurrences.entry((b.item_id, b.behavior_type)).or_insert(0);
+        let key = behavior_key(b.user_id, b.item_id, b.behavior_type, b.timestamp, *k);
+        *k += 1;
+        if cursor.existing.contains(&key) {
+            return Ok(false);
+        }
+        let seq = cursor.next_seq;
+        if seq > MAX_SEQ {
+            return Err(IndexError::Corrupt(format!(
+                "user {} has more than {} behaviors, the most the index holds per user",
+                b.user_id,
+                MAX_SEQ as u64 + 1
+            )));
+        }
+        cursor.next_seq += 1;
+        let late = cursor.last_ts.is_some_and(|t| b.timestamp < t);
+        cursor.last_ts = Some(cursor.last_ts.map_or(b.timestamp, |t| t.max(b.timestamp)));
+
+        let mut doc = TantivyDocument::new();
+        doc.add_u64(fields.uk, user_seq_key(b.user_id, seq));
+        doc.add_u64(fields.user, b.user_id);
+        doc.add_u64(fields.keys, feature_key(b.user_id, FeatureKind::Item, b.item_id));
+        doc.add_u64(
+            fields.keys,
+            feature_key(b.user_id, FeatureKind::BehaviorType, b.behavior_type as u64),
+        );
+        for &c in &b.features.categories {
+            doc.add_u64(fields.keys, feature_key(b.user_id, FeatureKind::Category, c));
+            doc.add_u64(fields.cats, c);
+        }
+        for &t in &b.features.tags {
+            doc.add_u64(fields.keys, feature_key(b.user_id, FeatureKind::Tag, t));
+            doc.add_u64(fields.tags, t);
+        }
+        doc.add_i64(fields.ts, b.timestamp);
+        doc.add_u64(fields.item, b.item_id);
+        doc.add_u64(fields.btype, b.behavior_type as u64);
+        doc.add_u64(fields.bkey, key);
+        self.writer.add_document(doc)?;
+
+        if late {
+            self.state.ts_monotonic = false;
+        }
+        self.state.behaviors += 1;
+        self.state.feature_keys +=
+            2 + (b.features.categories.len() + b.features.tags.len()) as u64;
+        self.uncommitted += 1;
+        Ok(true)
+    }
+
+    /// Commits everything added so far, with the state as payload, durably.
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        let mut state = self.state.clone();
+        if let Some(r) = &self.record {
+            state.ingests.push(r.clone());
+            let excess = state.ingests.len().saturating_sub(MAX_INGEST_RECORDS);
+            state.ingests.drain(..excess);
+        }
+        let payload = serde_json::to_string(&state)?;
+        let mut prepared = self.writer.prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        self.uncommitted = 0;
+        Ok(())
+    }
+
+    /// Commits, waits for merges, refreshes the index's snapshot.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.commit()?;
+        self.writer.wait_merging_threads()?;
+        self.index.refresh()?;
+        Ok(())
+    }
+}
+
+impl BehaviorIndex {
+    /// Appends a batch of behaviors durably: when this returns `Ok`, the
+    /// behaviors are committed (fsynced) and visible to
+    /// [`snapshot`](Self::snapshot). Behaviors already in the index are
+    /// skipped (see [`NewBehavior`] identity), so retrying a batch is safe.
+    ///
+    /// Within a user, the batch is ordered by timestamp (stable for equal
+    /// timestamps) before sequence numbers are given. Concurrent appends
+    /// are serialized by tantivy's writer lock: a second writer fails with
+    /// an error rather than waiting.
+    pub fn append(&self, batch: &[NewBehavior]) -> Result<AppendReport> {
+        self.append_with_memory(batch, 64 << 20)
+    }
+
+    /// [`append`](Self::append) with an explicit indexing memory budget.
+    pub fn append_with_memory(&self, batch: &[NewBehavior], memory: usize) -> Result<AppendReport> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| (batch[i].user_id, batch[i].timestamp, i));
+        let mut writer = Writer::new(self, memory)?;
+        let mut report = AppendReport::default();
+        for i in order {
+            let mut b = batch[i].clone();
+            b.features.normalize();
+            if writer.add(&b)? {
+                report.added += 1;
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        writer.finish()?;
+        Ok(report)
+    }
+}

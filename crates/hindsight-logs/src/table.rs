@@ -1,0 +1,71 @@
+//! Item tables joined to a log by item id (movielens `movies.csv` genres,
+//! `tags.csv` tags). They are small, so each is read whole, once, when a
+//! source is opened; their string values are interned into a vocabulary.
+
+use std::path::Path;
+
+use crate::error::{LogError, Result};
+use crate::mapping::{delimiter_byte, InputFormat, ItemTableMapping};
+use crate::parse::{parse_id, resolve_column, ItemTable, Value};
+use crate::record::RecordReader;
+use crate::vocab::Vocab;
+
+/// Loads an item table: item id -> sorted, deduplicated value ids, values
+/// interned into `vocab` in order of first appearance in the file.
+pub(crate) fn load_item_table(
+    path: &Path,
+    table: &ItemTableMapping,
+    vocab: &mut Vocab,
+) -> Result<ItemTable> {
+    let delimiter = delimiter_byte(table.delimiter, InputFormat::Csv);
+    let mut reader = RecordReader::open(path, delimiter, true)?;
+    let mut out = ItemTable::new();
+    let names = if table.has_header {
+        if reader.read()?.is_none() {
+            return Ok(out); // an empty table: no item has values
+        }
+        Some(reader.names())
+    } else {
+        None
+    };
+    let item = resolve_column(&table.item_column, "item", names.as_deref(), path)?;
+    let value = resolve_column(&table.value_column, "value", names.as_deref(), path)?;
+    let needed = item.index.max(value.index) + 1;
+    while let Some(line) = reader.read()? {
+        let bad = |message: String| LogError::Table {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        if reader.len() < needed {
+            return Err(bad(format!(
+                "expected at least {needed} columns, found {}",
+                reader.len()
+            )));
+        }
+        let id = parse_id(Value::Bytes(reader.field(item.index)), &item.name).map_err(bad)?;
+        let text = String::from_utf8_lossy(reader.field(value.index));
+        let ids = out.entry(id).or_default();
+        let mut add = |v: &str| {
+            let v = v.trim();
+            if v.is_empty() || table.skip_values.iter().any(|s| s == v) {
+                return;
+            }
+            if table.lowercase {
+                ids.push(vocab.intern(&v.to_lowercase()));
+            } else {
+                ids.push(vocab.intern(v));
+            }
+        };
+        match table.separator.as_deref() {
+            Some(sep) if !sep.is_empty() => text.split(sep).for_each(&mut add),
+            _ => add(&text),
+        }
+    }
+    for ids in out.values_mut() {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    out.retain(|_, ids| !ids.is_empty());
+    Ok(out)
+}

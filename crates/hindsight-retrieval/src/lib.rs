@@ -1,0 +1,239 @@
+//! Per-user behavior retrieval: for a (user, target item), pick the at most
+//! N behaviors of the user's lifelong history that matter most for scoring
+//! the target, as of a point in time.
+//!
+//! Strategies (see EVAL.md for the protocol they are compared under):
+//!
+//! | name       | what it picks | after |
+//! |------------|---------------|-------|
+//! | `recent`   | the N most recent behaviors | the baseline every paper beats |
+//! | `sim-hard` | behaviors sharing a category (genre) with the target, newest first, padded with recent ones | SIM hard search, Pi et al. CIKM 2020 |
+//! | `ubr`      | BM25 over the target's features (item, categories, tags) against the user's feature-keyed behaviors | UBR4CTR, Qin et al. SIGIR 2020 |
+//! | `hybrid`   | a few most recent behaviors, the rest by `ubr` | |
+//!
+//! Every strategy implements [`RetrievalStrategy`], so hashing strategies
+//! (ETA, SDIM) can be added beside them. All of them read only the user's
+//! own runs of the index (see `hindsight_index::schema`), only behaviors
+//! strictly before the as-of point, and never return more than N.
+//!
+//! ```no_run
+//! use hindsight_core::{AsOf, ItemFeatures, Target};
+//! use hindsight_index::BehaviorIndex;
+//! use hindsight_retrieval::{Query, Retriever, StrategyKind};
+//!
+//! let index = BehaviorIndex::open("index/taobao")?;
+//! let snapshot = index.snapshot();
+//! let retriever = Retriever::new(StrategyKind::Ubr);
+//! let target = Target { item_id: 2268318, features: ItemFeatures::with_categories(vec![2520377]) };
+//! let hits = retriever.retrieve(&snapshot, 1, &Query::new(&target, 20).as_of(AsOf::seq(100)))?;
+//! for hit in hits {
+//!     println!("{} {:.3}", hit.behavior.seq, hit.score);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod baseline;
+mod strategies;
+
+use std::fmt;
+use std::str::FromStr;
+
+use hindsight_core::{AsOf, Behavior, BehaviorFilter, Target};
+use hindsight_index::{History, Snapshot};
+use serde::{Deserialize, Serialize};
+
+pub use baseline::naive_boolean;
+pub use strategies::{Hybrid, Recent, SimHard, Ubr, UbrConfig};
+
+/// Errors of retrieval.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrievalError {
+    /// The index could not be read.
+    #[error(transparent)]
+    Index(#[from] hindsight_index::IndexError),
+    /// Tantivy failed while reading postings.
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] tantivy_error::TantivyError),
+    /// An unknown strategy name.
+    #[error("unknown retrieval strategy {0:?}; use one of recent, sim-hard, ubr, hybrid")]
+    UnknownStrategy(String),
+}
+
+/// Re-export of the tantivy error type, so callers need not depend on tantivy.
+pub mod tantivy_error {
+    pub use hindsight_index::tantivy::TantivyError;
+}
+
+/// Result alias of the retrieval crate.
+pub type Result<T, E = RetrievalError> = std::result::Result<T, E>;
+
+/// What to retrieve for one target.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// The item being scored.
+    pub target: &'a Target,
+    /// Budget: at most this many behaviors.
+    pub n: usize,
+    /// Only behaviors strictly before this point.
+    pub as_of: AsOf,
+    /// Further restrictions (behavior types, time window).
+    pub filter: BehaviorFilter,
+}
+
+impl<'a> Query<'a> {
+    /// A query for `target` with budget `n`, over the whole history.
+    pub fn new(target: &'a Target, n: usize) -> Self {
+        Query {
+            target,
+            n,
+            as_of: AsOf::NOW,
+            filter: BehaviorFilter::default(),
+        }
+    }
+
+    /// Restricts to behaviors before `as_of`.
+    pub fn as_of(mut self, as_of: AsOf) -> Self {
+        self.as_of = as_of;
+        self
+    }
+
+    /// Adds a filter.
+    pub fn filter(mut self, filter: BehaviorFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+}
+
+/// One retrieved behavior with its relevance score (strategy-specific:
+/// BM25 for `ubr`, number of shared categories for `sim-hard`, 0 for
+/// recency picks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retrieved {
+    /// The behavior.
+    pub behavior: Behavior,
+    /// Its score.
+    pub score: f32,
+}
+
+/// A retrieval strategy. Implementations must return at most `q.n`
+/// behaviors, all strictly before `q.as_of` and admitted by `q.filter`,
+/// without duplicates, most relevant first.
+pub trait RetrievalStrategy: Send + Sync {
+    /// The strategy's name, as used on the command line.
+    fn name(&self) -> &'static str;
+
+    /// Retrieves for one target from the user's history, appending to `out`.
+    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()>;
+}
+
+/// The built-in strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// [`Recent`].
+    Recent,
+    /// [`SimHard`].
+    SimHard,
+    /// [`Ubr`].
+    Ubr,
+    /// [`Hybrid`].
+    Hybrid,
+}
+
+impl StrategyKind {
+    /// All built-in strategies.
+    pub const ALL: [StrategyKind; 4] = [
+        StrategyKind::Recent,
+        StrategyKind::SimHard,
+        StrategyKind::Ubr,
+        StrategyKind::Hybrid,
+    ];
+
+    /// The name used on the command line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StrategyKind::Recent => "recent",
+            StrategyKind::SimHard => "sim-hard",
+            StrategyKind::Ubr => "ubr",
+            StrategyKind::Hybrid => "hybrid",
+        }
+    }
+
+    /// The strategy with default settings.
+    pub fn build(&self) -> Box<dyn RetrievalStrategy> {
+        match self {
+            StrategyKind::Recent => Box::new(Recent),
+            StrategyKind::SimHard => Box::new(SimHard),
+            StrategyKind::Ubr => Box::new(Ubr::default()),
+            StrategyKind::Hybrid => Box::new(Hybrid::default()),
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = RetrievalError;
+    fn from_str(s: &str) -> Result<Self> {
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s || (s == "sim_hard" && *k == StrategyKind::SimHard))
+            .ok_or_else(|| RetrievalError::UnknownStrategy(s.to_owned()))
+    }
+}
+
+/// Runs a strategy against snapshots: the entry point of jobs and the server.
+pub struct Retriever {
+    strategy: Box<dyn RetrievalStrategy>,
+}
+
+impl Retriever {
+    /// A retriever for a built-in strategy with default settings.
+    pub fn new(kind: StrategyKind) -> Self {
+        Retriever {
+            strategy: kind.build(),
+        }
+    }
+
+    /// A retriever for any strategy.
+    pub fn with_strategy(strategy: Box<dyn RetrievalStrategy>) -> Self {
+        Retriever { strategy }
+    }
+
+    /// The strategy's name.
+    pub fn name(&self) -> &'static str {
+        self.strategy.name()
+    }
+
+    /// Retrieves for one (user, target). A user with no history gets an
+    /// empty list.
+    pub fn retrieve(&self, snapshot: &Snapshot, user: u64, q: &Query<'_>) -> Result<Vec<Retrieved>> {
+        let history = snapshot.history(user);
+        let mut out = Vec::with_capacity(q.n.min(1024));
+        self.strategy.retrieve(&history, q, &mut out)?;
+        Ok(out)
+    }
+
+    /// Retrieves for many targets of one user from one snapshot, resolving
+    /// the user's history once. `queries[i]`'s result is at index `i`.
+    pub fn retrieve_many(
+        &self,
+        snapshot: &Snapshot,
+        user: u64,
+        queries: &[Query<'_>],
+    ) -> Result<Vec<Vec<Retrieved>>> {
+        let history = snapshot.history(user);
+        queries
+            .iter()
+            .map(|q| {
+                let mut out = Vec::with_capacity(q.n.min(1024));
+                self.strategy.retrieve(&history, q, &mut out)?;
+                Ok(out)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,484 @@
+//! The built-in strategies.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use hindsight_core::{feature_key, FeatureKind, Seq};
+use hindsight_index::tantivy::{DocId, DocSet, TERMINATED};
+use hindsight_index::{History, Run, SegmentView};
+use serde::{Deserialize, Serialize};
+
+use crate::{Query, Result, RetrievalStrategy, Retrieved};
+
+/// Whether a doc passes the query's filter and, when timestamps cannot be
+/// binary-searched, the as-of timestamp.
+#[inline]
+fn admits(seg: &SegmentView, doc: DocId, q: &Query<'_>, check_ts: bool) -> bool {
+    if check_ts || !q.filter.is_empty() {
+        let ts = seg.timestamp(doc);
+        if check_ts && q.as_of.timestamp.is_some_and(|t| ts >= t) {
+            return false;
+        }
+        if !q.filter.is_empty() && !q.filter.admits(seg.behavior_type(doc), ts) {
+            return false;
+        }
+    }
+    true
+}
+
+fn needs_ts_check(history: &History<'_>, q: &Query<'_>) -> bool {
+    q.as_of.timestamp.is_some() && !history.ts_monotonic()
+}
+
+/// Appends up to `need` of the newest eligible behaviors not in `taken`
+/// (as (run, doc)), with score 0.
+fn pad_with_recent(
+    history: &History<'_>,
+    q: &Query<'_>,
+    need: usize,
+    taken: &[(usize, DocId)],
+    out: &mut Vec<Retrieved>,
+) {
+    if need == 0 {
+        return;
+    }
+    let target_len = out.len() + need;
+    let runs = history.runs();
+    let stop_below = q.filter.since.filter(|_| history.ts_monotonic());
+    history.for_each_newest_first(&q.as_of, |i, doc| {
+        let seg = runs[i].seg;
+        if stop_below.is_some_and(|s| seg.timestamp(doc) < s) {
+            return false;
+        }
+        if !taken.contains(&(i, doc)) && admits(seg, doc, q, false) {
+            out.push(Retrieved {
+                behavior: seg.behavior(doc),
+                score: 0.0,
+            });
+        }
+        out.len() < target_len
+    });
+}
+
+/// The N most recent behaviors before the as-of point.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recent;
+
+impl RetrievalStrategy for Recent {
+    fn name(&self) -> &'static str {
+        "recent"
+    }
+
+    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+        pad_with_recent(history, q, q.n, &[], out);
+        Ok(())
+    }
+}
+
+/// The last `n` docs in `[lo, hi)` of a key's posting list that pass
+/// `admit`, ascending. Reads only a window before `hi`, grown until it
+/// holds `n` admitted docs, so the cost follows `n`, not the key's
+/// frequency (SIM hard search needs only the newest matches).
+fn tail_docs(
+    seg: &SegmentView,
+    key: u64,
+    lo: DocId,
+    hi: DocId,
+    n: usize,
+    admit: impl Fn(DocId) -> bool,
+    out: &mut Vec<DocId>,
+) -> Result<()> {
+    if n == 0 || lo >= hi {
+        return Ok(());
+    }
+    let Some((_, df)) = seg.postings(key)? else {
+        return Ok(());
+    };
+    // Expected gap between matches in the run, from the key's frequency
+    // (in this segment the key belongs to this user alone).
+    let span = (hi - lo) as u64;
+    let density = (df as f64 / span.max(1) as f64).clamp(1e-6, 1.0);
+    let mut window = ((n as f64 / density) * 1.5) as u64 + 64;
+    let first = out.len();
+    loop {
+        let from = if window >= span { lo } else { hi - window as DocId };
+        out.truncate(first);
+        let (mut postings, _) = seg.postings(key)?.expect("key was just found");
+        let mut doc = postings.seek(from);
+        while doc != TERMINATED && doc < hi {
+            if admit(doc) {
+                out.push(doc);
+            }
+            doc = postings.advance();
+        }
+        if out.len() - first >= n || from == lo {
+            let excess = (out.len() - first).saturating_sub(n);
+            out.drain(first..first + excess);
+            return Ok(());
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
+/// SIM hard search (Pi et al., CIKM 2020, section 4.1): the behaviors
+/// sharing a category with the target (any of its genres), newest first,
+/// padded with the most recent other behaviors when fewer than N match.
+/// Matches score 1, padding 0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimHard;
+
+impl RetrievalStrategy for SimHard {
+    fn name(&self) -> &'static str {
+        "sim-hard"
+    }
+
+    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+        let check_ts = needs_ts_check(history, q);
+        let cats = &q.target.features.categories;
+        let mut cands: Vec<(Seq, usize, DocId)> = Vec::new();
+        let mut docs = Vec::new();
+        for (ri, run) in history.runs().iter().enumerate() {
+            let bound = run.bound(&q.as_of, history.ts_monotonic());
+            docs.clear();
+            for &c in cats {
+                let key = feature_key(history.user, FeatureKind::Category, c);
+                tail_docs(run.seg, key, run.start, bound, q.n, |d| admits(run.seg, d, q, check_ts), &mut docs)?;
+            }
+            if cats.len() > 1 {
+                docs.sort_unstable();
+                docs.dedup();
+            }
+            let keep = docs.len().saturating_sub(q.n);
+            cands.extend(docs[keep..].iter().map(|&d| (run.seg.seq(d), ri, d)));
+        }
+        cands.sort_unstable_by_key(|c| Reverse(c.0));
+        cands.truncate(q.n);
+        let runs = history.runs();
+        let mut taken = Vec::with_capacity(cands.len());
+        for &(_, ri, doc) in &cands {
+            out.push(Retrieved {
+                behavior: runs[ri].seg.behavior(doc),
+                score: 1.0,
+            });
+            taken.push((ri, doc));
+        }
+        pad_with_recent(history, q, q.n - cands.len(), &taken, out);
+        Ok(())
+    }
+}
+
+/// Settings of the UBR4CTR-style BM25 retrieval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UbrConfig {
+    /// BM25 term-frequency saturation (term frequencies are 1 here, so it
+    /// only shapes length normalization).
+    pub k1: f32,
+    /// BM25 length normalization (length = feature keys of a behavior).
+    pub b: f32,
+    /// Weight of the item-id term.
+    pub item_weight: f32,
+    /// Weight of each category (genre) term.
+    pub category_weight: f32,
+    /// Weight of each tag term.
+    pub tag_weight: f32,
+    /// At most this many of the target's tags go into the query.
+    pub max_tags: usize,
+    /// Additive bonus per behavior type id for behaviors that matched at
+    /// least one term (e.g. favour purchases over page views).
+    pub behavior_type_bonus: Vec<f32>,
+    /// Fill up to N with the most recent unmatched behaviors (score 0), so
+    /// that every strategy spends the same budget.
+    pub pad_with_recent: bool,
+}
+
+impl Default for UbrConfig {
+    fn default() -> Self {
+        UbrConfig {
+            k1: 1.2,
+            b: 0.75,
+            item_weight: 1.0,
+            category_weight: 1.0,
+            tag_weight: 0.5,
+            max_tags: 16,
+            behavior_type_bonus: Vec::new(),
+            pad_with_recent: true,
+        }
+    }
+}
+
+/// UBR4CTR-style retrieval (Qin et al., SIGIR 2020, section 3.2): the
+/// target's features (item, categories, tags) form a query against the
+/// user's feature-keyed behaviors, ranked by BM25, top N, ties broken
+/// towards newer behaviors.
+///
+/// The document collection of the BM25 statistics is the user's own
+/// history: a feature the user touches all the time weighs little, a rare
+/// one (this exact item) a lot. Term frequencies are 1 (a behavior has a
+/// feature or not), so BM25 reduces to the sum of the matched terms'
+/// weighted IDFs times the length normalization
+/// `(k1 + 1) / (1 + k1 (1 - b + b dl / avgdl))`. UBR4CTR learns which
+/// features enter the query with a self-attentive selector; here all of the
+/// target's features do, with fixed weights ([`UbrConfig`]).
+#[derive(Debug, Clone, Default)]
+pub struct Ubr {
+    /// Settings.
+    pub config: UbrConfig,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct Ranked {
+    score: f32,
+    seq: Seq,
+    run: usize,
+    doc: DocId,
+}
+
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl Ubr {
+    /// The query terms: (key kind, value, weight).
+    fn terms(&self, q: &Query<'_>) -> Vec<(FeatureKind, u64, f32)> {
+        let c = &self.config;
+        let f = &q.target.features;
+        let mut terms = vec![(FeatureKind::Item, q.target.item_id, c.item_weight)];
+        terms.extend(f.categories.iter().map(|&v| (FeatureKind::Category, v, c.category_weight)));
+        terms.extend(f.tags.iter().take(c.max_tags).map(|&v| (FeatureKind::Tag, v, c.tag_weight)));
+        terms.retain(|t| t.2 != 0.0);
+        terms
+    }
+
+    /// The top-N matches (score desc, newest first among equals).
+    fn ranked(&self, history: &History<'_>, q: &Query<'_>, avg_dl: f32) -> Result<Vec<Ranked>> {
+        let c = &self.config;
+        let runs = history.runs();
+        let terms = self.terms(q);
+        if terms.is_empty() || q.n == 0 || runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Postings per (run, term), and each term's frequency in the history.
+        let mut postings = Vec::with_capacity(runs.len());
+        let mut df = vec![0u64; terms.len()];
+        for run in runs {
+            let mut per_term = Vec::with_capacity(terms.len());
+            for (t, &(kind, value, _)) in terms.iter().enumerate() {
+                let p = run.seg.postings(feature_key(history.user, kind, value))?;
+                if let Some((_, d)) = &p {
+                    df[t] += *d as u64;
+                }
+                per_term.push(p.map(|(p, _)| p));
+            }
+            postings.push(per_term);
+        }
+        let n_docs = history.len() as f32;
+        let weights: Vec<f32> = terms
+            .iter()
+            .zip(&df)
+            .map(|(&(_, _, w), &d)| {
+                let d = d as f32;
+                w * (1.0 + (n_docs - d + 0.5) / (d + 0.5)).ln()
+            })
+            .collect();
+        let check_ts = needs_ts_check(history, q);
+        let avg_dl = avg_dl.max(1e-3);
+        let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(q.n + 1);
+        let mut matched: Vec<(DocId, f32)> = Vec::new();
+        // Newest runs first, so that equal scores rarely displace anything.
+        for (ri, run) in runs.iter().enumerate().rev() {
+            let bound = run.bound(&q.as_of, history.ts_monotonic());
+            if bound == run.start {
+                continue;
+            }
+            matched.clear();
+            merge_postings(&mut postings[ri], &weights, run, bound, &mut matched);
+            let seg = run.seg;
+            for &(doc, sum) in matched.iter().rev() {
+                if !admits(seg, doc, q, check_ts) {
+                    continue;
+                }
+                let mut score = sum;
+                if c.b != 0.0 {
+                    let dl = 2.0 + seg.feature_count(doc) as f32;
+                    score *= (c.k1 + 1.0) / (1.0 + c.k1 * (1.0 - c.b + c.b * dl / avg_dl));
+                }
+                if !c.behavior_type_bonus.is_empty() {
+                    score += c
+                        .behavior_type_bonus
+                        .get(seg.behavior_type(doc) as usize)
+                        .copied()
+                        .unwrap_or(0.0);
+                }
+                let r = Ranked {
+                    score,
+                    seq: seg.seq(doc),
+                    run: ri,
+                    doc,
+                };
+                if heap.len() < q.n {
+                    heap.push(Reverse(r));
+                } else if heap.peek().is_some_and(|Reverse(min)| r > *min) {
+                    heap.pop();
+                    heap.push(Reverse(r));
+                }
+            }
+        }
+        let mut top: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).collect();
+        top.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(top)
+    }
+}
+
+/// Unions the run's posting lists in `[run.start, bound)`, summing the
+/// weights of the terms each doc matches; ascending doc order.
+fn merge_postings(
+    postings: &mut [Option<hindsight_index::tantivy::postings::SegmentPostings>],
+    weights: &[f32],
+    run: &Run<'_>,
+    bound: DocId,
+    out: &mut Vec<(DocId, f32)>,
+) {
+    let mut cursors: Vec<(DocId, usize)> = Vec::with_capacity(postings.len());
+    for (t, p) in postings.iter_mut().enumerate() {
+        if let Some(p) = p {
+            let d = p.seek(run.start);
+            if d < bound {
+                cursors.push((d, t));
+            }
+        }
+    }
+    if cursors.len() == 1 {
+        let (mut d, t) = cursors[0];
+        let p = postings[t].as_mut().expect("cursor has postings");
+        while d < bound {
+            out.push((d, weights[t]));
+            d = p.advance();
+        }
+        return;
+    }
+    while !cursors.is_empty() {
+        let doc = cursors.iter().map(|c| c.0).min().expect("non-empty");
+        let mut sum = 0.0;
+        let mut i = 0;
+        while i < cursors.len() {
+            if cursors[i].0 == doc {
+                let t = cursors[i].1;
+                sum += weights[t];
+                let next = postings[t].as_mut().expect("cursor has postings").advance();
+                if next < bound {
+                    cursors[i].0 = next;
+                    i += 1;
+                } else {
+                    cursors.swap_remove(i);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        out.push((doc, sum));
+    }
+}
+
+impl RetrievalStrategy for Ubr {
+    fn name(&self) -> &'static str {
+        "ubr"
+    }
+
+    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+        let top = self.ranked(history, q, history.avg_feature_keys())?;
+        let runs = history.runs();
+        let taken: Vec<(usize, DocId)> = top.iter().map(|r| (r.run, r.doc)).collect();
+        let start = out.len();
+        out.extend(top.iter().map(|r| Retrieved {
+            behavior: runs[r.run].seg.behavior(r.doc),
+            score: r.score,
+        }));
+        if self.config.pad_with_recent {
+            let rest = q.n - (out.len() - start);
+            pad_with_recent(history, q, rest, &taken, out);
+        }
+        Ok(())
+    }
+}
+
+/// A few of the most recent behaviors (short-term interest), the rest of
+/// the budget by [`Ubr`] (long-term interest matching the target), in that
+/// order; padded with recent ones if UBR matches too few.
+#[derive(Debug, Clone)]
+pub struct Hybrid {
+    /// Share of the budget given to recency, rounded (at least 1 when N > 1).
+    pub recent_share: f32,
+    /// The BM25 part.
+    pub ubr: Ubr,
+}
+
+impl Default for Hybrid {
+    fn default() -> Self {
+        Hybrid {
+            recent_share: 0.2,
+            ubr: Ubr::default(),
+        }
+    }
+}
+
+impl RetrievalStrategy for Hybrid {
+    fn name(&self) -> &'static str {
+        "hybrid"
+    }
+
+    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+        if q.n == 0 {
+            return Ok(());
+        }
+        let k = ((q.n as f32 * self.recent_share).round() as usize).clamp(usize::from(q.n > 1), q.n);
+        let start = out.len();
+        pad_with_recent(history, q, k, &[], out);
+        let recent_seqs: Vec<Seq> = out[start..].iter().map(|r| r.behavior.seq).collect();
+        let top = self.ubr.ranked(history, q, history.avg_feature_keys())?;
+        let runs = history.runs();
+        let mut taken: Vec<(usize, DocId)> = Vec::new();
+        for r in &top {
+            if out.len() - start >= q.n {
+                break;
+            }
+            if recent_seqs.contains(&r.seq) {
+                continue;
+            }
+            taken.push((r.run, r.doc));
+            out.push(Retrieved {
+                behavior: runs[r.run].seg.behavior(r.doc),
+                score: r.score,
+            });
+        }
+        // Pad: everything retrieved so far is excluded by (run, doc).
+        let recent_docs = history_docs_of(history, &recent_seqs);
+        taken.extend(recent_docs);
+        let rest = q.n - (out.len() - start);
+        pad_with_recent(history, q, rest, &taken, out);
+        Ok(())
+    }
+}
+
+/// The (run, doc) of behaviors given by seq.
+fn history_docs_of(history: &History<'_>, seqs: &[Seq]) -> Vec<(usize, DocId)> {
+    let mut v = Vec::with_capacity(seqs.len());
+    for (ri, run) in history.runs().iter().enumerate() {
+        for &s in seqs {
+            if let Some(doc) = run.doc_of_seq(s) {
+                v.push((ri, doc));
+            }
+        }
+    }
+    v
+}
