@@ -1,1 +1,71 @@
-fn main() {}
+//! `hindsight`: build lifelong behavior indexes from logs, retrieve the
+//! behaviors that matter for a target item, and (with the model jobs)
+//! train and evaluate CTR models on them.
+//!
+//! A thin binary: every subcommand validates its arguments into the
+//! libraries' checked types before doing any work, and errors are printed
+//! as one line saying what to do (exit status 1; usage errors 2).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Lifelong user-behavior retrieval for CTR prediction.
+#[derive(Parser)]
+#[command(name = "hindsight", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "HINDSIGHT_LOG")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build or extend an index from a behavior log (CSV, TSV, Parquet).
+    Ingest(cmd::ingest::Args),
+    /// Retrieve a user's most relevant behaviors for a target item.
+    Retrieve(cmd::retrieve::Args),
+    /// Inspect an index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Write a seeded synthetic Taobao-like log (for scale tests and benchmarks).
+    Synth(cmd::synth::Args),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Show an index's manifest, counts, vocabularies and ingest history.
+    Info(cmd::info::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Ingest(a) => cmd::ingest::run(a),
+        Command::Retrieve(a) => cmd::retrieve::run(a),
+        Command::Index {
+            command: IndexCommand::Info(a),
+        } => cmd::info::run(a),
+        Command::Synth(a) => cmd::synth::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

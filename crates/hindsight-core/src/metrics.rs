@@ -9,7 +9,11 @@ use std::collections::HashMap;
 /// scores counted as half (the Mann-Whitney U statistic). `None` when one
 /// class is absent.
 pub fn auc(scores: &[f32], labels: &[u8]) -> Option<f64> {
-    assert_eq!(scores.len(), labels.len(), "scores and labels differ in length");
+    assert_eq!(
+        scores.len(),
+        labels.len(),
+        "scores and labels differ in length"
+    );
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     let (mut pos, mut neg) = (0u64, 0u64);
@@ -42,7 +46,11 @@ pub fn auc(scores: &[f32], labels: &[u8]) -> Option<f64> {
 /// samples, over the users that have both a positive and a negative.
 /// `None` when no user has both.
 pub fn gauc(users: &[u64], scores: &[f32], labels: &[u8]) -> Option<f64> {
-    assert_eq!(users.len(), scores.len(), "users and scores differ in length");
+    assert_eq!(
+        users.len(),
+        scores.len(),
+        "users and scores differ in length"
+    );
     let mut groups: HashMap<u64, (Vec<f32>, Vec<u8>)> = HashMap::new();
     for ((&u, &s), &l) in users.iter().zip(scores).zip(labels) {
         let g = groups.entry(u).or_default();
@@ -62,7 +70,11 @@ pub fn gauc(users: &[u64], scores: &[f32], labels: &[u8]) -> Option<f64> {
 /// Mean binary cross-entropy of probabilities `probs` against `labels`,
 /// with probabilities clipped to `[1e-7, 1 - 1e-7]`.
 pub fn logloss(probs: &[f32], labels: &[u8]) -> f64 {
-    assert_eq!(probs.len(), labels.len(), "probs and labels differ in length");
+    assert_eq!(
+        probs.len(),
+        labels.len(),
+        "probs and labels differ in length"
+    );
     if probs.is_empty() {
         return f64::NAN;
     }

@@ -54,4 +54,3 @@ pub enum IndexError {
 
 /// Result alias of the index crate.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
-

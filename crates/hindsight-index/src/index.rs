@@ -172,8 +172,11 @@ impl BehaviorIndex {
         for _ in 0..8 {
             let searcher = reader.searcher();
             let metas = index.load_metas()?;
-            let mut seg_ids: Vec<SegmentId> =
-                searcher.segment_readers().iter().map(|r| r.segment_id()).collect();
+            let mut seg_ids: Vec<SegmentId> = searcher
+                .segment_readers()
+                .iter()
+                .map(|r| r.segment_id())
+                .collect();
             let mut meta_ids: Vec<SegmentId> = metas.segments.iter().map(|m| m.id()).collect();
             seg_ids.sort();
             meta_ids.sort();

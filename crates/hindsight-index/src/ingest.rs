@@ -20,11 +20,11 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hindsight_core::ItemFeatures;
-use hindsight_logs::{BehaviorSource, Row, RowError};
+use hindsight_logs::{open_source, DatasetMapping, Row, RowError};
 use roaring::RoaringTreemap;
 use serde::{Deserialize, Serialize};
 
@@ -262,19 +262,32 @@ impl RunReader {
     }
 }
 
-/// Ingests every row of `source` into `index` (see the module docs).
-/// `source_name` is recorded in the index state and the report;
-/// `progress` is called every few tens of thousands of rows.
+/// Ingests every row of the log at `input` (read with `mapping`) into
+/// `index` (see the module docs). `progress` is called every few tens of
+/// thousands of rows.
 pub fn ingest(
     index: &BehaviorIndex,
-    source: &mut dyn BehaviorSource,
-    source_name: &str,
+    mapping: &DatasetMapping,
+    input: &Path,
     opts: &IngestOptions,
     progress: &mut dyn FnMut(&IngestProgress),
 ) -> Result<IngestReport> {
     let started = Instant::now();
+    let given = serde_json::to_value(mapping)?;
+    if index.manifest().mapping != given {
+        return Err(IndexError::MappingMismatch {
+            path: index.path().to_owned(),
+            found: index.manifest().mapping_name.clone(),
+            given: mapping.name.clone(),
+        });
+    }
+    // Take the writer lock first: the vocabularies the source extends must
+    // be those of the last commit.
     let mut writer = Writer::new(index, opts.writer_memory)?;
     let mut vocabs = writer.state.vocabs.clone();
+    let mut source = open_source(mapping, input, &mut vocabs)?;
+    let source_name = input.display().to_string();
+    let source_name = source_name.as_str();
 
     // Phase 1: read, sort, spill.
     let mut buf = SortBuffer::default();
@@ -298,14 +311,25 @@ pub fn ingest(
                 good += 1;
                 users.insert(b.user_id);
                 items.insert(b.item_id);
-                buf.push(b.user_id, b.item_id, b.behavior_type, b.timestamp, b.line, &b.features);
+                buf.push(
+                    b.user_id,
+                    b.item_id,
+                    b.behavior_type,
+                    b.timestamp,
+                    b.line,
+                    &b.features,
+                );
                 if buf.recs.len() >= opts.sort_buffer.max(1) {
                     buf.sort();
                     let dir = match &mut spill_dir {
                         Some(d) => d,
                         None => spill_dir.insert(match &opts.tmp_dir {
-                            Some(t) => tempfile::Builder::new().prefix("hindsight-ingest").tempdir_in(t)?,
-                            None => tempfile::Builder::new().prefix("hindsight-ingest").tempdir()?,
+                            Some(t) => tempfile::Builder::new()
+                                .prefix("hindsight-ingest")
+                                .tempdir_in(t)?,
+                            None => tempfile::Builder::new()
+                                .prefix("hindsight-ingest")
+                                .tempdir()?,
                         }),
                     };
                     runs.push(buf.spill(dir, runs.len())?);
@@ -445,7 +469,11 @@ pub fn ingest(
         items: items.len(),
         spilled_runs,
         elapsed_secs: elapsed,
-        behaviors_per_sec: if elapsed > 0.0 { good as f64 / elapsed } else { 0.0 },
+        behaviors_per_sec: if elapsed > 0.0 {
+            good as f64 / elapsed
+        } else {
+            0.0
+        },
         index_behaviors,
     })
 }

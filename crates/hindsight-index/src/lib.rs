@@ -24,9 +24,9 @@ mod writer;
 
 pub use error::{IndexError, Result};
 pub use index::BehaviorIndex;
-pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport};
+pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport, Phase, RejectedRow};
 pub use manifest::{IndexState, IngestRecord, Manifest};
-pub use snapshot::{History, Run, SegmentView, Snapshot};
-pub use writer::{AppendReport, NewBehavior};
+pub use snapshot::{History, Run, SegmentView, Snapshot, SnapshotStats};
 /// The tantivy version the index is built with.
 pub use tantivy;
+pub use writer::{AppendReport, NewBehavior};

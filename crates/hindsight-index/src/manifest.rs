@@ -58,8 +58,9 @@ impl Manifest {
             }
             Err(e) => return Err(e.into()),
         };
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| IndexError::Corrupt(format!("{} is not valid JSON: {e}", path.display())))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            IndexError::Corrupt(format!("{} is not valid JSON: {e}", path.display()))
+        })?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
             return Err(IndexError::NotAnIndex(dir.to_owned()));
         }
@@ -147,8 +148,9 @@ impl IndexState {
     pub fn from_payload(payload: Option<&str>) -> Result<IndexState> {
         match payload {
             None => Ok(IndexState::empty()),
-            Some(p) => serde_json::from_str(p)
-                .map_err(|e| IndexError::Corrupt(format!("commit payload is not a hindsight state: {e}"))),
+            Some(p) => serde_json::from_str(p).map_err(|e| {
+                IndexError::Corrupt(format!("commit payload is not a hindsight state: {e}"))
+            }),
         }
     }
 

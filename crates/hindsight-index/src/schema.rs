@@ -10,7 +10,7 @@
 //! | `user` | u64 indexed           | the user id, for whole-user operations and the naive query  |
 //! | `keys` | u64 indexed, multi    | feature keys (user, feature) from [`hindsight_core::feature_key`] |
 //! | `ts`   | i64 fast              | Unix seconds                                                |
-//! | `item` | u64 fast              | item id                                                     |
+//! | `item` | u64 fast, indexed     | item id (indexed to look up an item's features)             |
 //! | `btype`| u64 fast              | behavior type id                                            |
 //! | `cats` | u64 fast, multi       | category ids                                                |
 //! | `tags` | u64 fast, multi       | tag ids                                                     |
@@ -94,7 +94,7 @@ pub fn build_schema() -> (Schema, Fields) {
         user: b.add_u64_field(names::USER, indexed.clone()),
         keys: b.add_u64_field(names::KEYS, indexed),
         ts: b.add_i64_field(names::TS, fast.clone()),
-        item: b.add_u64_field(names::ITEM, fast.clone()),
+        item: b.add_u64_field(names::ITEM, fast.clone().set_indexed()),
         btype: b.add_u64_field(names::BTYPE, fast.clone()),
         cats: b.add_u64_field(names::CATS, fast.clone()),
         tags: b.add_u64_field(names::TAGS, fast.clone()),
@@ -126,6 +126,9 @@ mod tests {
     fn sort_key_orders_by_user_then_seq() {
         assert!(user_seq_key(1, MAX_SEQ) < user_seq_key(2, 0));
         assert!(user_seq_key(7, 3) < user_seq_key(7, 4));
-        assert_eq!(split_user_seq_key(user_seq_key(MAX_USER_ID, 12)), (MAX_USER_ID, 12));
+        assert_eq!(
+            split_user_seq_key(user_seq_key(MAX_USER_ID, 12)),
+            (MAX_USER_ID, 12)
+        );
     }
 }

@@ -41,7 +41,10 @@ where
     tantivy::columnar::DynamicColumn: Into<Option<Column<T>>>,
 {
     let col: Column<T> = reader.fast_fields().column_opt(name)?.ok_or_else(|| {
-        crate::IndexError::Corrupt(format!("segment {} lacks column {name}", reader.segment_id()))
+        crate::IndexError::Corrupt(format!(
+            "segment {} lacks column {name}",
+            reader.segment_id()
+        ))
     })?;
     Ok(col.first_or_default_col(T::default()))
 }
@@ -59,7 +62,9 @@ impl SegmentView {
         }
         let ff = reader.fast_fields();
         let multi = |name: &str| -> Result<Column<u64>> {
-            Ok(ff.column_opt::<u64>(name)?.unwrap_or_else(|| Column::build_empty_column(reader.max_doc())))
+            Ok(ff
+                .column_opt::<u64>(name)?
+                .unwrap_or_else(|| Column::build_empty_column(reader.max_doc())))
         };
         Ok(SegmentView {
             id: reader.segment_id(),
@@ -291,6 +296,27 @@ impl Snapshot {
         }
     }
 
+    /// The features of an item as last indexed (from any user's behavior),
+    /// or `None` if no behavior has the item.
+    pub fn item_features(&self, item: u64) -> Result<Option<ItemFeatures>> {
+        let term = Term::from_field_u64(self.fields.item, item);
+        // Newest segments are usually last; any indexed copy will do.
+        // `segments[i]` is the view of `segment_readers()[i]`.
+        for (i, seg) in self.segments.iter().enumerate().rev() {
+            let reader = self.searcher.segment_reader(i as u32);
+            let inv = reader.inverted_index(self.fields.item)?;
+            if let Some(info) = inv.get_term_info(&term)? {
+                let postings = inv.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+                let doc = tantivy::DocSet::doc(&postings);
+                if doc != tantivy::TERMINATED {
+                    let b = seg.behavior(doc);
+                    return Ok(Some(b.features));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Total number of documents having a feature key, over all segments.
     pub fn key_doc_freq(&self, user: u64, kind: FeatureKind, value: u64) -> Result<u64> {
         let key = hindsight_core::feature_key(user, kind, value);
@@ -302,6 +328,58 @@ impl Snapshot {
             }
         }
         Ok(df)
+    }
+}
+
+/// Counts over a whole snapshot (a full scan of two columns).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SnapshotStats {
+    /// Behaviors.
+    pub behaviors: u64,
+    /// Distinct users.
+    pub users: u64,
+    /// Distinct items.
+    pub items: u64,
+    /// Documents per segment.
+    pub segments: Vec<u32>,
+    /// Behaviors of the user with the longest history.
+    pub max_history: u64,
+}
+
+impl Snapshot {
+    /// Scans the snapshot for its counts (tens of milliseconds per million
+    /// behaviors).
+    pub fn stats(&self) -> SnapshotStats {
+        let mut users = roaring::RoaringTreemap::new();
+        let mut items = roaring::RoaringTreemap::new();
+        let mut per_user: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        for seg in &self.segments {
+            let mut run_user = u64::MAX;
+            let mut run_len = 0u64;
+            for doc in 0..seg.max_doc {
+                let user = split_user_seq_key(seg.uk.get_val(doc)).0;
+                if user != run_user {
+                    if run_len > 0 {
+                        *per_user.entry(run_user).or_default() += run_len;
+                    }
+                    run_user = user;
+                    run_len = 0;
+                    users.insert(user);
+                }
+                run_len += 1;
+                items.insert(seg.item.get_val(doc));
+            }
+            if run_len > 0 {
+                *per_user.entry(run_user).or_default() += run_len;
+            }
+        }
+        SnapshotStats {
+            behaviors: self.num_behaviors(),
+            users: users.len(),
+            items: items.len(),
+            segments: self.segments.iter().map(|s| s.max_doc).collect(),
+            max_history: per_user.values().copied().max().unwrap_or(0),
+        }
     }
 }
 
@@ -361,11 +439,7 @@ impl<'a> History<'a> {
     /// Visits the eligible behaviors newest first (descending `seq`), across
     /// runs, until `visit` returns false. `as_of` is applied exactly; docs
     /// are passed as (run index, doc id).
-    pub fn for_each_newest_first(
-        &self,
-        as_of: &AsOf,
-        mut visit: impl FnMut(usize, DocId) -> bool,
-    ) {
+    pub fn for_each_newest_first(&self, as_of: &AsOf, mut visit: impl FnMut(usize, DocId) -> bool) {
         // Cursor per run: the next doc to visit going down (exclusive).
         let mut cursors: Vec<DocId> = self
             .runs

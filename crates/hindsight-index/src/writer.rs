@@ -56,7 +56,11 @@ pub struct AppendReport {
 /// Identity key of a behavior (see the module docs).
 fn behavior_key(user: u64, item: u64, btype: u8, ts: i64, k: u32) -> u64 {
     let a = feature_key(user, FeatureKind::Item, item);
-    let b = feature_key(ts as u64, FeatureKind::BehaviorType, btype as u64 | ((k as u64) << 8));
+    let b = feature_key(
+        ts as u64,
+        FeatureKind::BehaviorType,
+        btype as u64 | ((k as u64) << 8),
+    );
     a ^ b.rotate_left(17)
 }
 
@@ -179,7 +183,10 @@ impl<'a> Writer<'a> {
             cursor.occurrences.clear();
             cursor.occ_ts = b.timestamp;
         }
-        let k = cursor.occurrences.entry((b.item_id, b.behavior_type)).or_insert(0);
+        let k = cursor
+            .occurrences
+            .entry((b.item_id, b.behavior_type))
+            .or_insert(0);
         let key = behavior_key(b.user_id, b.item_id, b.behavior_type, b.timestamp, *k);
         *k += 1;
         if cursor.existing.contains(&key) {
@@ -200,13 +207,19 @@ impl<'a> Writer<'a> {
         let mut doc = TantivyDocument::new();
         doc.add_u64(fields.uk, user_seq_key(b.user_id, seq));
         doc.add_u64(fields.user, b.user_id);
-        doc.add_u64(fields.keys, feature_key(b.user_id, FeatureKind::Item, b.item_id));
+        doc.add_u64(
+            fields.keys,
+            feature_key(b.user_id, FeatureKind::Item, b.item_id),
+        );
         doc.add_u64(
             fields.keys,
             feature_key(b.user_id, FeatureKind::BehaviorType, b.behavior_type as u64),
         );
         for &c in &b.features.categories {
-            doc.add_u64(fields.keys, feature_key(b.user_id, FeatureKind::Category, c));
+            doc.add_u64(
+                fields.keys,
+                feature_key(b.user_id, FeatureKind::Category, c),
+            );
             doc.add_u64(fields.cats, c);
         }
         for &t in &b.features.tags {
@@ -223,8 +236,7 @@ impl<'a> Writer<'a> {
             self.state.ts_monotonic = false;
         }
         self.state.behaviors += 1;
-        self.state.feature_keys +=
-            2 + (b.features.categories.len() + b.features.tags.len()) as u64;
+        self.state.feature_keys += 2 + (b.features.categories.len() + b.features.tags.len()) as u64;
         self.uncommitted += 1;
         Ok(true)
     }

@@ -40,9 +40,15 @@ pub fn naive_boolean(
             IndexRecordOption::Basic,
         )),
     )];
-    clauses.push((Occur::Should, term(feature_key(user, FeatureKind::Item, target.item_id))));
+    clauses.push((
+        Occur::Should,
+        term(feature_key(user, FeatureKind::Item, target.item_id)),
+    ));
     for &c in &target.features.categories {
-        clauses.push((Occur::Should, term(feature_key(user, FeatureKind::Category, c))));
+        clauses.push((
+            Occur::Should,
+            term(feature_key(user, FeatureKind::Category, c)),
+        ));
     }
     let query = BooleanQuery::new(clauses);
     let upper = user_seq_key(user, as_of.seq.unwrap_or(hindsight_index::schema::MAX_SEQ));

@@ -123,7 +123,12 @@ pub trait RetrievalStrategy: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Retrieves for one target from the user's history, appending to `out`.
-    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()>;
+    fn retrieve(
+        &self,
+        history: &History<'_>,
+        q: &Query<'_>,
+        out: &mut Vec<Retrieved>,
+    ) -> Result<()>;
 }
 
 /// The built-in strategies.
@@ -211,7 +216,12 @@ impl Retriever {
 
     /// Retrieves for one (user, target). A user with no history gets an
     /// empty list.
-    pub fn retrieve(&self, snapshot: &Snapshot, user: u64, q: &Query<'_>) -> Result<Vec<Retrieved>> {
+    pub fn retrieve(
+        &self,
+        snapshot: &Snapshot,
+        user: u64,
+        q: &Query<'_>,
+    ) -> Result<Vec<Retrieved>> {
         let history = snapshot.history(user);
         let mut out = Vec::with_capacity(q.n.min(1024));
         self.strategy.retrieve(&history, q, &mut out)?;

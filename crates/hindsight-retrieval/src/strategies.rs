@@ -69,7 +69,12 @@ impl RetrievalStrategy for Recent {
         "recent"
     }
 
-    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+    fn retrieve(
+        &self,
+        history: &History<'_>,
+        q: &Query<'_>,
+        out: &mut Vec<Retrieved>,
+    ) -> Result<()> {
         pad_with_recent(history, q, q.n, &[], out);
         Ok(())
     }
@@ -101,7 +106,11 @@ fn tail_docs(
     let mut window = ((n as f64 / density) * 1.5) as u64 + 64;
     let first = out.len();
     loop {
-        let from = if window >= span { lo } else { hi - window as DocId };
+        let from = if window >= span {
+            lo
+        } else {
+            hi - window as DocId
+        };
         out.truncate(first);
         let (mut postings, _) = seg.postings(key)?.expect("key was just found");
         let mut doc = postings.seek(from);
@@ -132,7 +141,12 @@ impl RetrievalStrategy for SimHard {
         "sim-hard"
     }
 
-    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+    fn retrieve(
+        &self,
+        history: &History<'_>,
+        q: &Query<'_>,
+        out: &mut Vec<Retrieved>,
+    ) -> Result<()> {
         let check_ts = needs_ts_check(history, q);
         let cats = &q.target.features.categories;
         let mut cands: Vec<(Seq, usize, DocId)> = Vec::new();
@@ -142,7 +156,15 @@ impl RetrievalStrategy for SimHard {
             docs.clear();
             for &c in cats {
                 let key = feature_key(history.user, FeatureKind::Category, c);
-                tail_docs(run.seg, key, run.start, bound, q.n, |d| admits(run.seg, d, q, check_ts), &mut docs)?;
+                tail_docs(
+                    run.seg,
+                    key,
+                    run.start,
+                    bound,
+                    q.n,
+                    |d| admits(run.seg, d, q, check_ts),
+                    &mut docs,
+                )?;
             }
             if cats.len() > 1 {
                 docs.sort_unstable();
@@ -254,8 +276,17 @@ impl Ubr {
         let c = &self.config;
         let f = &q.target.features;
         let mut terms = vec![(FeatureKind::Item, q.target.item_id, c.item_weight)];
-        terms.extend(f.categories.iter().map(|&v| (FeatureKind::Category, v, c.category_weight)));
-        terms.extend(f.tags.iter().take(c.max_tags).map(|&v| (FeatureKind::Tag, v, c.tag_weight)));
+        terms.extend(
+            f.categories
+                .iter()
+                .map(|&v| (FeatureKind::Category, v, c.category_weight)),
+        );
+        terms.extend(
+            f.tags
+                .iter()
+                .take(c.max_tags)
+                .map(|&v| (FeatureKind::Tag, v, c.tag_weight)),
+        );
         terms.retain(|t| t.2 != 0.0);
         terms
     }
@@ -395,7 +426,12 @@ impl RetrievalStrategy for Ubr {
         "ubr"
     }
 
-    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+    fn retrieve(
+        &self,
+        history: &History<'_>,
+        q: &Query<'_>,
+        out: &mut Vec<Retrieved>,
+    ) -> Result<()> {
         let top = self.ranked(history, q, history.avg_feature_keys())?;
         let runs = history.runs();
         let taken: Vec<(usize, DocId)> = top.iter().map(|r| (r.run, r.doc)).collect();
@@ -437,11 +473,17 @@ impl RetrievalStrategy for Hybrid {
         "hybrid"
     }
 
-    fn retrieve(&self, history: &History<'_>, q: &Query<'_>, out: &mut Vec<Retrieved>) -> Result<()> {
+    fn retrieve(
+        &self,
+        history: &History<'_>,
+        q: &Query<'_>,
+        out: &mut Vec<Retrieved>,
+    ) -> Result<()> {
         if q.n == 0 {
             return Ok(());
         }
-        let k = ((q.n as f32 * self.recent_share).round() as usize).clamp(usize::from(q.n > 1), q.n);
+        let k =
+            ((q.n as f32 * self.recent_share).round() as usize).clamp(usize::from(q.n > 1), q.n);
         let start = out.len();
         pad_with_recent(history, q, k, &[], out);
         let recent_seqs: Vec<Seq> = out[start..].iter().map(|r| r.behavior.seq).collect();

@@ -1,0 +1,12 @@
+//! The subcommands.
+
+pub mod info;
+pub mod ingest;
+pub mod retrieve;
+pub mod synth;
+
+/// Prints a value as one line of JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
