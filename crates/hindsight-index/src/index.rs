@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use hindsight_logs::DatasetMapping;
 use tantivy::index::{IndexSettings, IndexSortByField, Order, SegmentId};
 use tantivy::store::Compressor;
 use tantivy::{Index, IndexReader, ReloadPolicy};
@@ -41,11 +42,7 @@ pub struct BehaviorIndex {
 impl BehaviorIndex {
     /// Creates a new, empty index at `path` (the folder is created; it must
     /// not already hold an index).
-    pub fn create(
-        path: impl AsRef<Path>,
-        mapping_name: &str,
-        mapping: serde_json::Value,
-    ) -> Result<BehaviorIndex> {
+    pub fn create(path: impl AsRef<Path>, mapping: &DatasetMapping) -> Result<BehaviorIndex> {
         let path = path.as_ref();
         std::fs::create_dir_all(path)?;
         if path.join(crate::manifest::MANIFEST_FILE).exists() || path.join("meta.json").exists() {
@@ -65,7 +62,7 @@ impl BehaviorIndex {
         };
         // Manifest first: a folder with tantivy files but no manifest would
         // not be recognized as ours.
-        Manifest::new(mapping_name, mapping).store(path)?;
+        Manifest::new(&mapping.name, serde_json::to_value(mapping)?).store(path)?;
         Index::builder()
             .schema(schema)
             .settings(settings)
@@ -113,23 +110,33 @@ impl BehaviorIndex {
     /// An existing index must have been built with the same mapping.
     pub fn open_or_create(
         path: impl AsRef<Path>,
-        mapping_name: &str,
-        mapping: serde_json::Value,
+        mapping: &DatasetMapping,
     ) -> Result<BehaviorIndex> {
         let path = path.as_ref();
         if path.join(crate::manifest::MANIFEST_FILE).exists() {
             let index = Self::open(path)?;
-            if index.manifest.mapping != mapping {
-                return Err(IndexError::MappingMismatch {
-                    path: path.to_owned(),
-                    found: index.manifest.mapping_name.clone(),
-                    given: mapping_name.to_owned(),
-                });
-            }
+            index.check_mapping(mapping)?;
             Ok(index)
         } else {
-            Self::create(path, mapping_name, mapping)
+            Self::create(path, mapping)
         }
+    }
+
+    /// Fails unless the index was built with `mapping`.
+    pub fn check_mapping(&self, mapping: &DatasetMapping) -> Result<()> {
+        if self.manifest.mapping != serde_json::to_value(mapping)? {
+            return Err(IndexError::MappingMismatch {
+                path: self.path.clone(),
+                found: self.manifest.mapping_name.clone(),
+                given: mapping.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The dataset mapping the index was built with.
+    pub fn mapping(&self) -> Result<DatasetMapping> {
+        Ok(serde_json::from_value(self.manifest.mapping.clone())?)
     }
 
     /// The index folder.

@@ -273,14 +273,7 @@ pub fn ingest(
     progress: &mut dyn FnMut(&IngestProgress),
 ) -> Result<IngestReport> {
     let started = Instant::now();
-    let given = serde_json::to_value(mapping)?;
-    if index.manifest().mapping != given {
-        return Err(IndexError::MappingMismatch {
-            path: index.path().to_owned(),
-            found: index.manifest().mapping_name.clone(),
-            given: mapping.name.clone(),
-        });
-    }
+    index.check_mapping(mapping)?;
     // Take the writer lock first: the vocabularies the source extends must
     // be those of the last commit.
     let mut writer = Writer::new(index, opts.writer_memory)?;

@@ -30,3 +30,6 @@ pub use snapshot::{History, Run, SegmentView, Snapshot, SnapshotStats};
 /// The tantivy version the index is built with.
 pub use tantivy;
 pub use writer::{AppendReport, NewBehavior};
+
+#[cfg(test)]
+mod tests;

@@ -4,11 +4,25 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use hindsight_core::{feature_key, FeatureKind, Seq};
+use hindsight_index::tantivy::postings::SegmentPostings;
 use hindsight_index::tantivy::{DocId, DocSet, TERMINATED};
 use hindsight_index::{History, Run, SegmentView};
 use serde::{Deserialize, Serialize};
 
 use crate::{Query, Result, RetrievalStrategy, Retrieved};
+
+/// Positions `postings` on its first doc `>= target`. (Tantivy's `seek`
+/// requires `target >= doc()`, and a fresh posting list already sits on its
+/// first doc, which may be past `target`.)
+#[inline]
+fn seek_at_least(postings: &mut SegmentPostings, target: DocId) -> DocId {
+    let d = postings.doc();
+    if d >= target {
+        d
+    } else {
+        postings.seek(target)
+    }
+}
 
 /// Whether a doc passes the query's filter and, when timestamps cannot be
 /// binary-searched, the as-of timestamp.
@@ -113,7 +127,7 @@ fn tail_docs(
         };
         out.truncate(first);
         let (mut postings, _) = seg.postings(key)?.expect("key was just found");
-        let mut doc = postings.seek(from);
+        let mut doc = seek_at_least(&mut postings, from);
         while doc != TERMINATED && doc < hi {
             if admit(doc) {
                 out.push(doc);
@@ -374,7 +388,7 @@ impl Ubr {
 /// Unions the run's posting lists in `[run.start, bound)`, summing the
 /// weights of the terms each doc matches; ascending doc order.
 fn merge_postings(
-    postings: &mut [Option<hindsight_index::tantivy::postings::SegmentPostings>],
+    postings: &mut [Option<SegmentPostings>],
     weights: &[f32],
     run: &Run<'_>,
     bound: DocId,
@@ -383,7 +397,7 @@ fn merge_postings(
     let mut cursors: Vec<(DocId, usize)> = Vec::with_capacity(postings.len());
     for (t, p) in postings.iter_mut().enumerate() {
         if let Some(p) = p {
-            let d = p.seek(run.start);
+            let d = seek_at_least(p, run.start);
             if d < bound {
                 cursors.push((d, t));
             }

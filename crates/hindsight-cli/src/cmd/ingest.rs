@@ -61,9 +61,8 @@ pub fn run(a: Args) -> Result<()> {
     if a.sort_buffer == 0 || a.commit_every == 0 {
         bail!("--sort-buffer and --commit-every must be positive");
     }
-    let index =
-        BehaviorIndex::open_or_create(&a.index, &mapping.name, serde_json::to_value(&mapping)?)
-            .with_context(|| format!("opening index {}", a.index.display()))?;
+    let index = BehaviorIndex::open_or_create(&a.index, &mapping)
+        .with_context(|| format!("opening index {}", a.index.display()))?;
     let opts = IngestOptions {
         strict: a.strict,
         commit_every: a.commit_every,

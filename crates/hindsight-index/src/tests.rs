@@ -1,0 +1,279 @@
+//! Unit tests of the index: write path semantics, snapshots, refusal of
+//! foreign or corrupt indexes, and the external sort.
+
+use std::io::Write;
+
+use hindsight_core::{AsOf, ItemFeatures};
+use hindsight_logs::DatasetMapping;
+
+use crate::{ingest, BehaviorIndex, IndexError, IngestOptions, NewBehavior};
+
+fn taobao() -> DatasetMapping {
+    DatasetMapping::preset("taobao").unwrap()
+}
+
+fn new_index(dir: &std::path::Path) -> BehaviorIndex {
+    BehaviorIndex::create(dir, &taobao()).unwrap()
+}
+
+fn nb(user: u64, item: u64, cat: u64, ts: i64) -> NewBehavior {
+    NewBehavior {
+        user_id: user,
+        item_id: item,
+        features: ItemFeatures::with_categories(vec![cat]),
+        behavior_type: 0,
+        timestamp: ts,
+    }
+}
+
+#[test]
+fn append_assigns_seq_in_time_order_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    // Out of order in the batch, with a genuine repeat (same item, same second).
+    let batch = vec![
+        nb(7, 3, 30, 300),
+        nb(7, 1, 10, 100),
+        nb(7, 2, 20, 200),
+        nb(7, 2, 20, 200),
+    ];
+    let r = index.append(&batch).unwrap();
+    assert_eq!((r.added, r.duplicates), (4, 0));
+    let snap = index.snapshot();
+    let h = snap.history(7);
+    assert_eq!(h.len(), 4);
+    let newest: Vec<(u32, u64)> = h
+        .newest(&AsOf::NOW, 10)
+        .iter()
+        .map(|b| (b.seq, b.item_id))
+        .collect();
+    assert_eq!(newest, vec![(3, 3), (2, 2), (1, 2), (0, 1)]);
+    // Retrying the same batch adds nothing.
+    let r = index.append(&batch).unwrap();
+    assert_eq!((r.added, r.duplicates), (0, 4));
+    // A third identical event is new.
+    let r = index
+        .append(&[nb(7, 2, 20, 200), nb(7, 2, 20, 200), nb(7, 2, 20, 200)])
+        .unwrap();
+    assert_eq!((r.added, r.duplicates), (1, 2));
+    let snap = index.snapshot();
+    assert_eq!(snap.history(7).len(), 5);
+    assert_eq!(snap.state().behaviors, 5);
+    // That third event (ts 200) arrived after ts 300 was indexed: late.
+    assert!(!snap.state().ts_monotonic);
+    assert_eq!(snap.history(7).next_seq(), 5);
+}
+
+#[test]
+fn late_behavior_clears_monotonic_flag_and_as_of_ts_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    index
+        .append(&[nb(1, 1, 1, 100), nb(1, 2, 1, 200), nb(1, 3, 1, 300)])
+        .unwrap();
+    assert!(index.snapshot().state().ts_monotonic);
+    // Arrives after ts 300 was indexed, but happened at 150: seq 3.
+    index.append(&[nb(1, 4, 1, 150)]).unwrap();
+    let snap = index.snapshot();
+    assert!(!snap.state().ts_monotonic);
+    let h = snap.history(1);
+    let before_160: Vec<u64> = h
+        .newest(&AsOf::timestamp(160), 10)
+        .iter()
+        .map(|b| b.item_id)
+        .collect();
+    assert_eq!(before_160, vec![4, 1]);
+    let before_seq3: Vec<u64> = h
+        .newest(&AsOf::seq(3), 10)
+        .iter()
+        .map(|b| b.item_id)
+        .collect();
+    assert_eq!(before_seq3, vec![3, 2, 1]);
+}
+
+#[test]
+fn users_are_isolated_and_unknown_users_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    index
+        .append(&[nb(1, 1, 1, 1), nb(2, 2, 2, 2), nb(3, 3, 3, 3)])
+        .unwrap();
+    index.append(&[nb(2, 4, 2, 5)]).unwrap();
+    let snap = index.snapshot();
+    assert!(snap.history(99).is_empty());
+    assert!(snap.history(0).is_empty());
+    let items: Vec<u64> = snap
+        .history(2)
+        .newest(&AsOf::NOW, 10)
+        .iter()
+        .map(|b| b.item_id)
+        .collect();
+    assert_eq!(items, vec![4, 2]);
+    assert!(snap
+        .history(2)
+        .newest(&AsOf::NOW, 10)
+        .iter()
+        .all(|b| b.user_id == 2));
+    assert_eq!(snap.item_features(2).unwrap().unwrap().categories, vec![2]);
+    assert_eq!(snap.item_features(12345).unwrap(), None);
+    let stats = snap.stats();
+    assert_eq!(
+        (stats.behaviors, stats.users, stats.items, stats.max_history),
+        (4, 3, 4, 2)
+    );
+}
+
+#[test]
+fn refuses_other_schema_versions_and_non_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    drop(new_index(&path));
+    let manifest = path.join(crate::manifest::MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("\"schema_version\": 1", "\"schema_version\": 99"),
+    )
+    .unwrap();
+    match BehaviorIndex::open(&path) {
+        Err(IndexError::SchemaVersion {
+            found: 99,
+            expected: 1,
+            ..
+        }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened an index of schema version 99"),
+    }
+    let msg = BehaviorIndex::open(&path).err().unwrap().to_string();
+    assert!(msg.contains("re-ingest"), "{msg}");
+    assert!(matches!(
+        BehaviorIndex::open(dir.path()),
+        Err(IndexError::NotAnIndex(_))
+    ));
+    assert!(matches!(
+        BehaviorIndex::open(dir.path().join("missing")),
+        Err(IndexError::NotAnIndex(_))
+    ));
+    std::fs::write(&manifest, "{ not json").unwrap();
+    assert!(matches!(
+        BehaviorIndex::open(&path),
+        Err(IndexError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn other_mapping_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let ml = DatasetMapping::preset("movielens").unwrap();
+    let csv = dir.path().join("x.csv");
+    std::fs::write(&csv, "1,2,3,pv,4\n").unwrap();
+    let err = ingest(&index, &ml, &csv, &IngestOptions::default(), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, IndexError::MappingMismatch { .. }), "{err}");
+}
+
+fn write_log(path: &std::path::Path, rows: &[(u64, u64, u64, &str, i64)]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for (u, i, c, t, ts) in rows {
+        writeln!(f, "{u},{i},{c},{t},{ts}").unwrap();
+    }
+}
+
+#[test]
+fn spilled_and_in_memory_ingest_give_the_same_index() {
+    let dir = tempfile::tempdir().unwrap();
+    // Users interleaved and out of time order, as a real unsorted log.
+    let mut rows = Vec::new();
+    for k in 0..3000u64 {
+        let user = (k * 7919) % 13 + 1;
+        let ts = 1_000 + ((k * 104_729) % 5000) as i64;
+        rows.push((
+            user,
+            k % 97,
+            k % 11,
+            ["pv", "cart", "fav", "buy"][(k % 4) as usize],
+            ts,
+        ));
+    }
+    rows.push((5, 1, 1, "nope", 3)); // malformed: counted, skipped
+    let csv = dir.path().join("log.csv");
+    write_log(&csv, &rows);
+    let mut histories = Vec::new();
+    for (name, sort_buffer) in [("mem", 1 << 20), ("spill", 257)] {
+        let index = new_index(&dir.path().join(name));
+        let opts = IngestOptions {
+            sort_buffer,
+            commit_every: 500,
+            tmp_dir: Some(dir.path().to_owned()),
+            ..IngestOptions::default()
+        };
+        let report = ingest(&index, &taobao(), &csv, &opts, &mut |_| {}).unwrap();
+        assert_eq!(report.rows_read, 3001);
+        assert_eq!(report.behaviors_indexed, 3000);
+        assert_eq!(report.rejected_rows, 1);
+        assert_eq!(report.rejected_examples[0].line, 3001);
+        if sort_buffer < 1000 {
+            assert!(report.spilled_runs >= 11, "{}", report.spilled_runs);
+        }
+        let snap = index.snapshot();
+        let all: Vec<Vec<(u32, u64, i64)>> = (1..=13)
+            .map(|u| {
+                let mut v: Vec<_> = snap
+                    .history(u)
+                    .newest(&AsOf::NOW, usize::MAX)
+                    .iter()
+                    .map(|b| (b.seq, b.item_id, b.timestamp))
+                    .collect();
+                v.reverse();
+                v
+            })
+            .collect();
+        // seq follows (timestamp, line) order and is dense from 0.
+        for h in &all {
+            for (i, w) in h.windows(2).enumerate() {
+                assert_eq!(w[0].0 as usize, i);
+                assert!(w[0].2 <= w[1].2);
+            }
+        }
+        histories.push(all);
+    }
+    assert_eq!(histories[0], histories[1]);
+    // No spill files are left behind.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("hindsight-ingest")
+        })
+        .collect();
+    assert!(left.is_empty());
+}
+
+#[test]
+fn strict_mode_stops_at_the_first_bad_row_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(&dir.path().join("i"));
+    let csv = dir.path().join("log.csv");
+    std::fs::write(&csv, "1,2,3,pv,100\n1,x,3,pv,101\n").unwrap();
+    let opts = IngestOptions {
+        strict: true,
+        ..IngestOptions::default()
+    };
+    let err = ingest(&index, &taobao(), &csv, &opts, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, IndexError::StrictRow { line: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(index.refresh().unwrap().num_behaviors(), 0);
+}
+
+#[test]
+fn second_writer_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let _w = crate::writer::Writer::new(&index, 32 << 20).unwrap();
+    let err = index.append(&[nb(1, 1, 1, 1)]).unwrap_err().to_string();
+    assert!(err.contains("another process is writing"), "{err}");
+}

@@ -1,0 +1,164 @@
+//! Property tests of the retrieval invariants on generated logs, appended
+//! in several batches (so histories span several segments, with late
+//! behaviors in some cases). Each retrieval is checked against a brute-force
+//! reference computed from the user's full history.
+
+use std::collections::HashSet;
+
+use hindsight_core::{AsOf, Behavior, BehaviorFilter, ItemFeatures, Target};
+use hindsight_index::{BehaviorIndex, NewBehavior};
+use hindsight_logs::DatasetMapping;
+use hindsight_retrieval::{Query, Retriever, StrategyKind};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+struct Case {
+    batches: Vec<Vec<NewBehavior>>,
+    queries: Vec<(u64, Target, usize, AsOf, BehaviorFilter)>,
+}
+
+fn behavior() -> impl Strategy<Value = NewBehavior> {
+    (
+        1u64..5,
+        0u64..30,
+        prop::collection::vec(0u64..6, 1..3),
+        0u8..4,
+        0i64..400,
+    )
+        .prop_map(|(user, item, cats, btype, ts)| NewBehavior {
+            user_id: user,
+            // Items determine one of their categories, as in real logs.
+            item_id: item,
+            features: ItemFeatures::with_categories(cats.into_iter().chain([item % 6]).collect()),
+            behavior_type: btype,
+            timestamp: ts,
+        })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let batches = prop::collection::vec(prop::collection::vec(behavior(), 0..60), 1..4);
+    let query = (
+        0u64..6,
+        0u64..32,
+        prop::collection::vec(0u64..7, 0..3),
+        0usize..25,
+        prop::option::of(0u32..120),
+        prop::option::of(0i64..420),
+        prop::option::of(0u8..4),
+        prop::option::of(0i64..300),
+    )
+        .prop_map(|(user, item, cats, n, seq, ts, btype, since)| {
+            let target = Target {
+                item_id: item,
+                features: ItemFeatures::with_categories(cats),
+            };
+            let filter = BehaviorFilter {
+                behavior_types: btype.into_iter().collect(),
+                since,
+                until: None,
+            };
+            (user, target, n, AsOf { seq, timestamp: ts }, filter)
+        });
+    (batches, prop::collection::vec(query, 40))
+        .prop_map(|(batches, queries)| Case { batches, queries })
+}
+
+fn eligible(h: &[Behavior], as_of: &AsOf, f: &BehaviorFilter) -> Vec<Behavior> {
+    // Newest first.
+    h.iter()
+        .rev()
+        .filter(|b| as_of.admits(b.seq, b.timestamp) && f.admits(b.behavior_type, b.timestamp))
+        .cloned()
+        .collect()
+}
+
+fn shares_category(b: &Behavior, t: &Target) -> bool {
+    b.features
+        .categories
+        .iter()
+        .any(|c| t.features.categories.contains(c))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn retrieval_invariants(case in case()) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = DatasetMapping::preset("taobao").unwrap();
+        let index = BehaviorIndex::create(dir.path(), &m).unwrap();
+        let mut appended = 0;
+        for batch in &case.batches {
+            if !batch.is_empty() {
+                let r = index.append(batch).unwrap();
+                appended += r.added;
+            }
+        }
+        let snap = index.snapshot();
+        prop_assert_eq!(snap.num_behaviors(), appended);
+        let retrievers: Vec<Retriever> = StrategyKind::ALL.iter().map(|k| Retriever::new(*k)).collect();
+        for (user, target, n, as_of, filter) in &case.queries {
+            let mut full = snap.history(*user).newest(&AsOf::NOW, usize::MAX);
+            full.reverse();
+            for (i, b) in full.iter().enumerate() {
+                prop_assert_eq!(b.seq as usize, i, "seq is dense from 0");
+            }
+            let elig = eligible(&full, as_of, filter);
+            let q = Query::new(target, *n).as_of(*as_of).filter(filter.clone());
+            for r in &retrievers {
+                let hits = r.retrieve(&snap, *user, &q).unwrap();
+                let name = r.name();
+                // At most N, and exactly min(N, eligible): every strategy spends its budget.
+                prop_assert_eq!(hits.len(), (*n).min(elig.len()), "{} count", name);
+                let mut seen = HashSet::new();
+                for h in &hits {
+                    let b = &h.behavior;
+                    prop_assert_eq!(b.user_id, *user);
+                    prop_assert!(as_of.admits(b.seq, b.timestamp), "{} leaked seq {} ts {} past {:?}", name, b.seq, b.timestamp, as_of);
+                    prop_assert!(filter.admits(b.behavior_type, b.timestamp), "{} ignored the filter", name);
+                    prop_assert!(seen.insert(b.seq), "{} returned seq {} twice", name, b.seq);
+                    prop_assert_eq!(b, &full[b.seq as usize]);
+                }
+                match name {
+                    "recent" => {
+                        let want: Vec<u32> = elig.iter().take(*n).map(|b| b.seq).collect();
+                        let got: Vec<u32> = hits.iter().map(|h| h.behavior.seq).collect();
+                        prop_assert_eq!(got, want);
+                    }
+                    "sim-hard" => {
+                        let matching: Vec<u32> = elig.iter().filter(|b| shares_category(b, target)).take(*n).map(|b| b.seq).collect();
+                        let got: Vec<u32> = hits.iter().take(matching.len()).map(|h| h.behavior.seq).collect();
+                        prop_assert_eq!(&got, &matching, "sim-hard: newest category matches first");
+                        for h in &hits[matching.len()..] {
+                            prop_assert!(!shares_category(&h.behavior, target));
+                        }
+                    }
+                    "ubr" => {
+                        for w in hits.windows(2) {
+                            prop_assert!(w[0].score >= w[1].score, "ubr scores not sorted");
+                        }
+                        // An exact item match outranks a behavior matching only categories.
+                        let item_rank = hits.iter().position(|h| h.behavior.item_id == target.item_id);
+                        let cat_only_rank = hits.iter().position(|h| h.behavior.item_id != target.item_id && shares_category(&h.behavior, target));
+                        if let (Some(i), Some(c)) = (item_rank, cat_only_rank) {
+                            prop_assert!(i < c, "item match at {} below category-only match at {}", i, c);
+                        }
+                        // Nothing matching is left out while a non-match is in.
+                        let matches = |b: &Behavior| b.item_id == target.item_id || shares_category(b, target);
+                        let n_match = elig.iter().filter(|b| matches(b)).count();
+                        for (rank, h) in hits.iter().enumerate() {
+                            prop_assert_eq!(matches(&h.behavior), rank < n_match.min(*n));
+                        }
+                    }
+                    _ => {
+                        // hybrid: the first k are the newest eligible ones.
+                        let k = ((*n as f32 * 0.2).round() as usize).clamp(usize::from(*n > 1), *n);
+                        let want: Vec<u32> = elig.iter().take(k.min(elig.len())).map(|b| b.seq).collect();
+                        let got: Vec<u32> = hits.iter().take(want.len()).map(|h| h.behavior.seq).collect();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
+}
