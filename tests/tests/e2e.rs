@@ -241,3 +241,34 @@ fn unknown_user_gets_an_empty_list() {
         assert!(hits.is_empty());
     }
 }
+
+#[test]
+fn taobao_samples_follow_the_protocol() {
+    use hindsight_samples::{build_samples, retrieve_histories, Protocol, Split};
+    let Some(t) = taobao() else { return };
+    let snap = t.index.snapshot();
+    let (samples, counts) = build_samples(&snap, &Protocol::default()).unwrap();
+    assert_eq!(counts.positives, 68_679);
+    assert_eq!(samples.len(), 2 * 68_679);
+    assert_eq!(
+        counts.train + counts.valid + counts.test,
+        samples.len() as u64
+    );
+    // Every user with positives has at least one test positive.
+    let test_users: std::collections::BTreeSet<u64> = samples
+        .iter()
+        .filter(|s| s.split == Split::Test)
+        .map(|s| s.user_id)
+        .collect();
+    assert_eq!(test_users.len() as u64, counts.users);
+    assert!(samples
+        .chunks(2)
+        .all(|p| p[0].target.item_id != p[1].target.item_id));
+    // Retrieval as of each target never reaches it (a slice: every 50th sample).
+    let slice: Vec<_> = samples.iter().step_by(50).cloned().collect();
+    let h = retrieve_histories(&snap, &slice, &Retriever::new(StrategyKind::Ubr), 50, 2).unwrap();
+    for (s, h) in slice.iter().zip(&h) {
+        assert_eq!(h.len(), 50.min(s.as_of_seq as usize));
+        assert!(h.iter().all(|b| b.seq < s.as_of_seq));
+    }
+}

@@ -34,6 +34,8 @@ enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Export evaluation-protocol samples with retrieved histories (CSV for peer libraries).
+    ExportSamples(cmd::export::Args),
     /// Write a seeded synthetic Taobao-like log (for scale tests and benchmarks).
     Synth(cmd::synth::Args),
 }
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             command: IndexCommand::Info(a),
         } => cmd::info::run(a),
         Command::Synth(a) => cmd::synth::run(a),
+        Command::ExportSamples(a) => cmd::export::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -347,6 +347,37 @@ pub struct SnapshotStats {
 }
 
 impl Snapshot {
+    /// Every user with at least one behavior, ascending.
+    pub fn users(&self) -> Vec<u64> {
+        let mut users = roaring::RoaringTreemap::new();
+        for seg in &self.segments {
+            let mut last = u64::MAX;
+            for doc in 0..seg.max_doc {
+                let user = split_user_seq_key(seg.uk.get_val(doc)).0;
+                if user != last {
+                    users.insert(user);
+                    last = user;
+                }
+            }
+        }
+        users.iter().collect()
+    }
+
+    /// Every behavior's (item, features), in doc order (for item tables and
+    /// popularity counts).
+    pub fn for_each_item(&self, mut f: impl FnMut(u64, &ItemFeatures)) {
+        let mut features = ItemFeatures::default();
+        for seg in &self.segments {
+            for doc in 0..seg.max_doc {
+                features.categories.clear();
+                features.categories.extend(seg.cats.values_for_doc(doc));
+                features.tags.clear();
+                features.tags.extend(seg.tags.values_for_doc(doc));
+                f(seg.item.get_val(doc), &features);
+            }
+        }
+    }
+
     /// Scans the snapshot for its counts (tens of milliseconds per million
     /// behaviors).
     pub fn stats(&self) -> SnapshotStats {

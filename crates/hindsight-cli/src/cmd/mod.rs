@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod export;
 pub mod info;
 pub mod ingest;
 pub mod retrieve;

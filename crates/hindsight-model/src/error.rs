@@ -1,0 +1,85 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `hindsight-model`.
+///
+/// Messages are lowercase and say what to do about the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A data split that must hold examples is empty.
+    #[error("the {split} split is empty; export samples first or check the split fractions")]
+    EmptySplit {
+        /// Which split (`train`, `valid`).
+        split: &'static str,
+    },
+    /// An invalid configuration value.
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
+    /// A device name that is not `auto`, `cpu` or `cuda`.
+    #[error("unknown device {0:?}; use auto, cpu or cuda")]
+    UnknownDevice(String),
+    /// CUDA was asked for on a machine where libtorch sees no GPU.
+    #[error("cuda was requested but libtorch sees no cuda device; use --device cpu (or auto)")]
+    CudaUnavailable,
+    /// The training loss became NaN or infinite.
+    #[error(
+        "training loss is not finite ({loss}) at epoch {epoch}, batch {batch}; \
+         lower the learning rate or check the input features"
+    )]
+    NonFiniteLoss {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+        /// The offending loss value.
+        loss: f64,
+    },
+    /// A checkpoint directory that does not exist.
+    #[error("checkpoint directory {0} does not exist; train a model first or fix the path")]
+    MissingCheckpoint(PathBuf),
+    /// A file of a checkpoint that does not exist.
+    #[error("checkpoint file {0} is missing; the checkpoint is incomplete, save it again")]
+    MissingFile(PathBuf),
+    /// `config.json` of a checkpoint cannot be parsed.
+    #[error("checkpoint config {path} is corrupt ({source}); save the model again")]
+    CorruptConfig {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// `weights.safetensors` of a checkpoint cannot be read.
+    #[error("checkpoint weights {path} are corrupt ({message}); save the model again")]
+    CorruptWeights {
+        /// The file.
+        path: PathBuf,
+        /// What the reader said.
+        message: String,
+    },
+    /// Weights that do not fit the model the config describes.
+    #[error(
+        "checkpoint weights {path} do not match its config.json ({detail}); \
+         the two files come from different models, save the model again"
+    )]
+    WeightsMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// The first difference found.
+        detail: String,
+    },
+    /// A file system error.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An error reported by libtorch.
+    #[error("libtorch error: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// `Result` with [`ModelError`].
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -1,0 +1,135 @@
+//! Deep Interest Network (Zhou et al., "Deep Interest Network for
+//! Click-Through Rate Prediction", KDD 2018).
+//!
+//! A local activation unit scores each behavior against the target; the
+//! user-interest vector is the weighted **sum** of the behaviors. As in the
+//! paper, the weights are not normalised by a softmax (so that the strength
+//! of an interest is kept); padding positions get weight 0.
+
+use tch::{nn, Tensor};
+
+use super::{CtrModel, ModelOutput};
+use crate::batch::Batch;
+use crate::config::{Activation, ModelConfig, ModelKind};
+use crate::layers::{Act, FeatureEmbedding, Init, Linear, Mlp};
+use crate::vocab::FeatureVocab;
+
+/// The local activation unit: an MLP over `[q, k, q - k, q * k, c]` with
+/// PReLU hidden layers and one linear output.
+///
+/// Its first layer is computed in an equivalent, cheaper form:
+/// `W [q, k, q - k, q * k, c] = (W_q + W_d) q + (W_k - W_d) k + W_p (q * k) + W_c c`,
+/// i.e. one matrix on the target (once per example instead of once per
+/// behavior) plus one on `[k, q * k, c]`. The two parameterisations span the
+/// same functions.
+#[derive(Debug)]
+struct ActivationUnit {
+    query: Linear,
+    behavior: Linear,
+    act: Act,
+    rest: Mlp,
+}
+
+impl ActivationUnit {
+    fn new(
+        p: &nn::Path<'_>,
+        init: &mut Init,
+        item_dim: i64,
+        context_dim: i64,
+        hidden: &[i64],
+    ) -> Self {
+        let (first, rest) = hidden
+            .split_first()
+            .expect("attention_hidden is validated non-empty");
+        Self {
+            query: Linear::without_bias(&(p / "query"), init, item_dim, *first),
+            behavior: Linear::new(&(p / "behavior"), init, 2 * item_dim + context_dim, *first),
+            act: Act::new(&(p / "act"), Activation::Prelu, *first),
+            rest: Mlp::new(&(p / "rest"), init, *first, rest, 1, Activation::Prelu),
+        }
+    }
+
+    /// Weights `[B, N]` of keys `[B, N, Di]` with contexts `[B, N, Dc]`
+    /// for queries `[B, Di]`.
+    fn forward(&self, query: &Tensor, keys: &Tensor, context: &Tensor, train: bool) -> Tensor {
+        let q = query.unsqueeze(1);
+        let input = Tensor::cat(&[keys, &(&q * keys), context], -1);
+        let first = self.behavior.forward(&input) + self.query.forward(query).unsqueeze(1);
+        self.rest
+            .forward(&self.act.forward(&first, train), train)
+            .squeeze_dim(-1)
+    }
+}
+
+/// DIN.
+///
+/// * query `q`: the target's item representation;
+/// * key `k_t`: behavior `t`'s item representation; context `c_t`: its
+///   behavior-type and time-gap embeddings;
+/// * weight `w_t = a([q, k_t, q - k_t, q * k_t, c_t]) * mask_t`, `a` the
+///   local activation unit (PReLU hidden layers `attention_hidden`, linear
+///   output, no softmax);
+/// * interest `sum_t w_t [k_t, c_t]`;
+/// * logit `mlp([interest, q])`, hidden layers `mlp_hidden` with the
+///   configured activation (Dice by default).
+#[derive(Debug)]
+pub struct Din {
+    emb: FeatureEmbedding,
+    attention: ActivationUnit,
+    mlp: Mlp,
+}
+
+impl Din {
+    /// Builds the model with its parameters under `p`, initialised from
+    /// `cfg.seed`.
+    pub fn new(p: &nn::Path<'_>, cfg: &ModelConfig, vocab: &FeatureVocab) -> Self {
+        let mut init = Init::new(cfg.seed);
+        let emb = FeatureEmbedding::new(&(p / "embedding"), &mut init, vocab, cfg);
+        let di = emb.item_dim();
+        let attention = ActivationUnit::new(
+            &(p / "attention"),
+            &mut init,
+            di,
+            emb.context_dim(),
+            &cfg.attention_hidden,
+        );
+        let mlp = Mlp::new(
+            &(p / "mlp"),
+            &mut init,
+            emb.behavior_dim() + di,
+            &cfg.mlp_hidden,
+            1,
+            cfg.activation,
+        );
+        Self {
+            emb,
+            attention,
+            mlp,
+        }
+    }
+}
+
+impl CtrModel for Din {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Din
+    }
+
+    fn forward_t(&self, batch: &Batch, train: bool) -> ModelOutput {
+        let target = self.emb.target(batch);
+        let keys = self.emb.history_items(batch);
+        let context = self.emb.history_context(batch);
+        let weights = self.attention.forward(&target, &keys, &context, train) * &batch.mask;
+        // sum_t w_t [k_t, c_t] as [B, 1, N] x [B, N, D] products, without
+        // materialising the concatenated behaviors.
+        let w = weights.unsqueeze(1);
+        let interest = Tensor::cat(&[w.bmm(&keys), w.bmm(&context)], -1).squeeze_dim(1);
+        let logits = self
+            .mlp
+            .forward(&Tensor::cat(&[interest, target], -1), train)
+            .squeeze_dim(-1);
+        ModelOutput {
+            logits,
+            aux_loss: None,
+        }
+    }
+}

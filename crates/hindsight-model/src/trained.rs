@@ -1,0 +1,323 @@
+//! A trained model: checkpoints and batched scoring.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use crate::batch::Batch;
+use crate::config::ModelConfig;
+use crate::device::Device;
+use crate::error::{ModelError, Result};
+use crate::example::Example;
+use crate::models::{build_model, CtrModel};
+use crate::vocab::FeatureVocab;
+
+/// File name of a checkpoint's configuration.
+pub const CONFIG_FILE: &str = "config.json";
+/// File name of a checkpoint's weights.
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+const FORMAT: &str = "hindsight-model/1";
+
+/// The parameters and the network built over them.
+#[derive(Debug)]
+pub(crate) struct Net {
+    pub(crate) vs: nn::VarStore,
+    pub(crate) model: Box<dyn CtrModel>,
+}
+
+impl Net {
+    pub(crate) fn new(cfg: &ModelConfig, vocab: &FeatureVocab, device: tch::Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let model = build_model(&vs.root(), cfg, vocab);
+        Self { vs, model }
+    }
+
+    /// Probabilities of `examples`, in eval mode, without gradients.
+    pub(crate) fn predict(
+        &self,
+        examples: &[Example],
+        vocab: &FeatureVocab,
+        n: usize,
+        batch_size: usize,
+    ) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(batch_size.max(1)) {
+            let batch = Batch::new(chunk, vocab, n, self.vs.device())?;
+            out.extend(self.predict_batch(&batch)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn predict_batch(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let probs = tch::no_grad(|| self.model.forward(batch, false).sigmoid());
+        Ok(Vec::<f32>::try_from(probs.to_device(tch::Device::Cpu))?)
+    }
+}
+
+/// What `config.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointConfig {
+    format: String,
+    model: ModelConfig,
+    n: usize,
+    #[serde(default)]
+    retrieval: serde_json::Value,
+    /// Name and shape of every tensor of `weights.safetensors`.
+    parameters: BTreeMap<String, Vec<i64>>,
+    vocab: FeatureVocab,
+}
+
+/// A model with its configuration, vocabulary and history length N: what
+/// [`crate::train`] returns and what a checkpoint holds.
+///
+/// # Thread safety
+///
+/// `TrainedModel` is `Send + Sync`: it can be shared (e.g. in an `Arc`)
+/// by scoring threads. libtorch tensors are not `Sync`, so the network sits
+/// behind a mutex and concurrent [`score`](Self::score) calls run their
+/// forward passes one at a time (each one already uses libtorch's
+/// intra-op thread pool; load one model per worker for more parallelism).
+/// Batches are built outside the lock.
+#[derive(Debug)]
+pub struct TrainedModel {
+    config: ModelConfig,
+    vocab: FeatureVocab,
+    n: usize,
+    retrieval: serde_json::Value,
+    device: tch::Device,
+    net: Mutex<Net>,
+}
+
+impl TrainedModel {
+    /// A freshly initialised (untrained) model: for tests and benchmarks.
+    pub fn init(
+        config: ModelConfig,
+        vocab: FeatureVocab,
+        n: usize,
+        device: Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        if n == 0 {
+            return Err(ModelError::InvalidConfig(
+                "the history length n must be >= 1".to_owned(),
+            ));
+        }
+        let device = device.resolve()?;
+        let net = Net::new(&config, &vocab, device);
+        Ok(Self::from_parts(config, vocab, n, net))
+    }
+
+    pub(crate) fn from_parts(config: ModelConfig, vocab: FeatureVocab, n: usize, net: Net) -> Self {
+        Self {
+            config,
+            vocab,
+            n,
+            retrieval: serde_json::Value::Null,
+            device: net.vs.device(),
+            net: Mutex::new(net),
+        }
+    }
+
+    fn net(&self) -> MutexGuard<'_, Net> {
+        // A panic in another scoring thread leaves the weights untouched
+        // (scoring never writes them), so a poisoned lock is still usable.
+        self.net.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The feature vocabulary built at training time.
+    pub fn vocab(&self) -> &FeatureVocab {
+        &self.vocab
+    }
+
+    /// The history length N the model was trained with.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The libtorch device the weights live on.
+    pub fn device(&self) -> tch::Device {
+        self.device
+    }
+
+    /// The retrieval metadata saved with the checkpoint (strategy, N,
+    /// index id, ...), `null` when none was set.
+    pub fn retrieval(&self) -> &serde_json::Value {
+        &self.retrieval
+    }
+
+    /// Sets the retrieval metadata saved with the checkpoint.
+    pub fn set_retrieval(&mut self, retrieval: serde_json::Value) {
+        self.retrieval = retrieval;
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_parameters(&self) -> i64 {
+        self.net()
+            .vs
+            .trainable_variables()
+            .iter()
+            .map(Tensor::numel)
+            .sum::<usize>() as i64
+    }
+
+    /// Builds the batch of `examples` for this model (its vocabulary, N and
+    /// device), to score it with [`score_batch`](Self::score_batch) any
+    /// number of times.
+    pub fn batch(&self, examples: &[Example]) -> Result<Batch> {
+        Batch::new(examples, &self.vocab, self.n, self.device)
+    }
+
+    /// Click probabilities of a batch built by [`batch`](Self::batch): one
+    /// forward pass in eval mode, without gradients.
+    pub fn score_batch(&self, batch: &Batch) -> Result<Vec<f32>> {
+        self.net().predict_batch(batch)
+    }
+
+    /// Click probabilities of `examples`, in order, in batches of
+    /// `eval_batch_size`. Labels are ignored.
+    pub fn score(&self, examples: &[Example]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(self.config.eval_batch_size.max(1)) {
+            let batch = self.batch(chunk)?;
+            out.extend(self.score_batch(&batch)?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `config.json` (model config, N, vocabulary, retrieval
+    /// metadata, parameter shapes) and `weights.safetensors` into `dir`,
+    /// creating it. Each file is written to a temporary name and renamed.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        fs::create_dir_all(dir).map_err(|source| io_err(dir, source))?;
+        let net = self.net();
+        let parameters = net
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.size()))
+            .collect();
+        let cfg = CheckpointConfig {
+            format: FORMAT.to_owned(),
+            model: self.config.clone(),
+            n: self.n,
+            retrieval: self.retrieval.clone(),
+            parameters,
+            vocab: self.vocab.clone(),
+        };
+        let weights = dir.join(WEIGHTS_FILE);
+        let weights_tmp = dir.join("weights.tmp.safetensors");
+        net.vs.save(&weights_tmp)?;
+        fs::rename(&weights_tmp, &weights).map_err(|source| io_err(&weights, source))?;
+        let config = dir.join(CONFIG_FILE);
+        let config_tmp = dir.join("config.json.tmp");
+        let json = serde_json::to_vec_pretty(&cfg).map_err(|e| ModelError::CorruptConfig {
+            path: config.clone(),
+            source: e,
+        })?;
+        fs::write(&config_tmp, json).map_err(|source| io_err(&config_tmp, source))?;
+        fs::rename(&config_tmp, &config).map_err(|source| io_err(&config, source))?;
+        Ok(())
+    }
+
+    /// Loads a checkpoint written by [`save`](Self::save) onto `device`.
+    ///
+    /// Fails with a clear error for a missing directory or file, a corrupt
+    /// file, or weights whose names or shapes differ from what the config
+    /// describes.
+    pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(ModelError::MissingCheckpoint(dir.to_path_buf()));
+        }
+        let config_path = dir.join(CONFIG_FILE);
+        let weights_path = dir.join(WEIGHTS_FILE);
+        for path in [&config_path, &weights_path] {
+            if !path.is_file() {
+                return Err(ModelError::MissingFile(path.clone()));
+            }
+        }
+        let text = fs::read(&config_path).map_err(|source| io_err(&config_path, source))?;
+        let cfg: CheckpointConfig =
+            serde_json::from_slice(&text).map_err(|source| ModelError::CorruptConfig {
+                path: config_path.clone(),
+                source,
+            })?;
+        if cfg.format != FORMAT {
+            return Err(ModelError::InvalidConfig(format!(
+                "{} has format {:?}, this build reads {FORMAT:?}; retrain or use a matching build",
+                config_path.display(),
+                cfg.format
+            )));
+        }
+        cfg.model.validate()?;
+        let device = device.resolve()?;
+        let net = Net::new(&cfg.model, &cfg.vocab, device);
+
+        let tensors =
+            Tensor::read_safetensors(&weights_path).map_err(|e| ModelError::CorruptWeights {
+                path: weights_path.clone(),
+                message: e.to_string(),
+            })?;
+        let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+        let mismatch = |detail: String| ModelError::WeightsMismatch {
+            path: weights_path.clone(),
+            detail,
+        };
+        let variables = net.vs.variables();
+        if let Some(extra) = cfg.parameters.keys().find(|k| !variables.contains_key(*k)) {
+            return Err(mismatch(format!(
+                "config.json lists {extra}, which the model does not have"
+            )));
+        }
+        for (name, var) in &variables {
+            let expected = cfg.parameters.get(name);
+            if expected != Some(&var.size()) {
+                return Err(mismatch(format!(
+                    "config.json describes {name} as {expected:?}, the model has {:?}",
+                    var.size()
+                )));
+            }
+            let Some(t) = tensors.get(name) else {
+                return Err(mismatch(format!("tensor {name} is missing")));
+            };
+            if t.size() != var.size() || t.kind() != var.kind() {
+                return Err(mismatch(format!(
+                    "tensor {name} is {:?} {:?}, the model expects {:?} {:?}",
+                    t.kind(),
+                    t.size(),
+                    var.kind(),
+                    var.size()
+                )));
+            }
+        }
+        if let Some(extra) = tensors.keys().find(|k| !variables.contains_key(*k)) {
+            return Err(mismatch(format!("unexpected tensor {extra}")));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (name, var) in &variables {
+                var.shallow_clone().f_copy_(&tensors[name])?;
+            }
+            Ok(())
+        })?;
+        let mut model = Self::from_parts(cfg.model, cfg.vocab, cfg.n, net);
+        model.retrieval = cfg.retrieval;
+        Ok(model)
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> ModelError {
+    ModelError::Io {
+        path: PathBuf::from(path),
+        source,
+    }
+}
