@@ -9,13 +9,15 @@
 //!
 //! Peak memory is the process's `VmHWM` (peak resident set, which counts
 //! the index files' mapped pages the process touched), reset before each
-//! run through `/proc/self/clear_refs`. Prints a Markdown table on stdout.
+//! run through `/proc/self/clear_refs`. Set `HINDSIGHT_BENCH_FILTER` to a
+//! substring of the input's cache name (`taobao-2m`, `10m`) to run only
+//! that input. Prints a Markdown table on stdout.
 
 use std::path::Path;
 use std::time::Instant;
 
 use hindsight_benches::{
-    cached_csv, config, create_index, data_dir, ingest_csv, machine, peak_rss_bytes,
+    cached_csv, config, create_index, data_dir, ingest_csv, load_average, machine, peak_rss_bytes,
     reset_peak_rss, rss_bytes, today_utc, Mode, Result,
 };
 use hindsight_synth::SynthConfig;
@@ -44,6 +46,7 @@ fn mib(bytes: u64) -> String {
 
 fn main() -> Result<()> {
     let mode = Mode::from_args();
+    let load_before = load_average();
     let inputs: Vec<(SynthConfig, &str, &str)> = match mode {
         Mode::Full => vec![
             (
@@ -59,6 +62,11 @@ fn main() -> Result<()> {
             "taobao_like(20k)",
         )],
     };
+    let filter = std::env::var("HINDSIGHT_BENCH_FILTER").unwrap_or_default();
+    let inputs: Vec<_> = inputs
+        .into_iter()
+        .filter(|(_, name, _)| name.contains(&filter))
+        .collect();
     let peak_resets = reset_peak_rss();
     let mut rows = Vec::new();
     for (cfg, name, label) in &inputs {
@@ -119,6 +127,10 @@ fn main() -> Result<()> {
         } else {
             ""
         }
+    );
+    println!(
+        "Load average (1/5/15 min) at start {load_before}, at end {}.  ",
+        load_average()
     );
     println!(
         "Goals: >= {:.0}k behaviors/s; peak memory <= {} whatever the input size. \

@@ -19,7 +19,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use hindsight_benches::{
-    bench_10m, machine, samples, today_utc, Mode, Percentiles, Result, Sample, HISTORY_SIZES, TOP_N,
+    bench_10m, load_average, machine, samples, today_utc, Mode, Percentiles, Result, Sample,
+    HISTORY_SIZES, TOP_N,
 };
 use hindsight_index::Snapshot;
 use hindsight_retrieval::{naive_boolean, Query, Retriever, StrategyKind};
@@ -32,6 +33,8 @@ const AIM_SIM_HARD_P99_US: f64 = 5.0;
 /// What a row measures.
 #[derive(Clone, Copy)]
 enum Subject {
+    /// `Snapshot::history(user)` alone: the per-call floor every strategy pays.
+    History,
     Naive,
     Strategy(StrategyKind),
 }
@@ -39,6 +42,7 @@ enum Subject {
 impl Subject {
     fn name(&self) -> &'static str {
         match self {
+            Subject::History => "history() only",
             Subject::Naive => "naive (baseline)",
             Subject::Strategy(k) => k.as_str(),
         }
@@ -46,24 +50,31 @@ impl Subject {
 }
 
 struct Runner {
+    subject: Subject,
     retriever: Option<Retriever>,
 }
 
 impl Runner {
     fn new(subject: Subject) -> Runner {
         let retriever = match subject {
-            Subject::Naive => None,
+            Subject::History | Subject::Naive => None,
             Subject::Strategy(k) => Some(Retriever::new(k)),
         };
-        Runner { retriever }
+        Runner { subject, retriever }
     }
 
     /// One retrieval; returns the number of results.
     #[inline]
     fn run(&self, snapshot: &Snapshot, s: &Sample) -> Result<usize> {
-        Ok(match &self.retriever {
-            None => naive_boolean(snapshot, s.user, &s.target, TOP_N, s.as_of)?.len(),
-            Some(r) => r
+        Ok(match (&self.retriever, self.subject) {
+            (_, Subject::History) => {
+                let h = snapshot.history(s.user);
+                // All histories here hold more than N behaviors.
+                black_box(&h);
+                TOP_N
+            }
+            (None, _) => naive_boolean(snapshot, s.user, &s.target, TOP_N, s.as_of)?.len(),
+            (Some(r), _) => r
                 .retrieve(
                     snapshot,
                     s.user,
@@ -80,6 +91,7 @@ fn env_usize(name: &str) -> Option<usize> {
 
 fn main() -> Result<()> {
     let mode = Mode::from_args();
+    let load_before = load_average();
     let (default_calls, n_samples) = match mode {
         Mode::Full => (20_000, 2_000),
         Mode::Quick => (200, 50),
@@ -89,7 +101,8 @@ fn main() -> Result<()> {
     let bench = bench_10m(mode)?;
     let snapshot = bench.snapshot.clone();
 
-    let subjects: Vec<Subject> = std::iter::once(Subject::Naive)
+    let subjects: Vec<Subject> = [Subject::Naive, Subject::History]
+        .into_iter()
         .chain(StrategyKind::ALL.into_iter().map(Subject::Strategy))
         .collect();
 
@@ -155,8 +168,14 @@ fn main() -> Result<()> {
     println!(
         "{calls} timed calls per row over {} (user, target, as-of) samples per history size; \
          naive = `naive_boolean` (tantivy `Must(user) + Should(item) + Should(category)`, \
-         `FilterCollector` on `uk`).  ",
+         `FilterCollector` on `uk`); `history() only` = `Snapshot::history(user)` alone, \
+         the lookup of the user's runs every strategy starts with.  ",
         n_samples
+    );
+    println!(
+        "Load average (1/5/15 min) at start {load_before}, at end {}: the machine is shared, \
+         so tails include preemption by other processes.  ",
+        load_average()
     );
     println!(
         "Goals at 50k behaviors: p99 <= {GOAL_P99_US} us for every strategy; \

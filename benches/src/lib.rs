@@ -77,10 +77,14 @@ impl Mode {
 pub fn data_dir() -> PathBuf {
     match std::env::var_os(DATA_ENV) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target")
-            .join("bench-data"),
+        _ => {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest
+                .parent()
+                .unwrap_or(manifest)
+                .join("target")
+                .join("bench-data")
+        }
     }
 }
 
@@ -427,6 +431,15 @@ pub fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     format!("{model}, {cores} cores available")
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), to tell a
+/// quiet machine from a busy one in reports.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Today's date (UTC) as `YYYY-MM-DD`, for report headers.

@@ -36,6 +36,12 @@ enum Command {
     },
     /// Export evaluation-protocol samples with retrieved histories (CSV for peer libraries).
     ExportSamples(cmd::export::Args),
+    /// Train a CTR model (sum_pool, din, dien) on retrieved histories.
+    Train(cmd::train::TrainArgs),
+    /// Evaluate a trained model on the test split (AUC, gAUC, logloss).
+    Eval(cmd::train::EvalArgs),
+    /// Run the whole strategy x model grid and write the evaluation report.
+    Report(cmd::report::Args),
     /// Write a seeded synthetic Taobao-like log (for scale tests and benchmarks).
     Synth(cmd::synth::Args),
 }
@@ -63,6 +69,9 @@ fn main() -> ExitCode {
         } => cmd::info::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::ExportSamples(a) => cmd::export::run(a),
+        Command::Train(a) => cmd::train::run_train(a),
+        Command::Eval(a) => cmd::train::run_eval(a),
+        Command::Report(a) => cmd::report::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use hindsight_core::{AsOf, Behavior, FeatureKind, ItemFeatures, Seq};
 use tantivy::columnar::{Column, ColumnValues};
 use tantivy::index::{InvertedIndexReader, SegmentId};
-use tantivy::postings::SegmentPostings;
+use tantivy::postings::{SegmentPostings, TermInfo};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, Searcher, SegmentReader, Term};
 
@@ -171,6 +171,34 @@ impl SegmentView {
             behavior_type: self.behavior_type(doc),
             timestamp: self.timestamp(doc),
         }
+    }
+
+    /// The categories of a document.
+    #[inline]
+    pub fn categories(&self, doc: DocId) -> impl Iterator<Item = u64> + '_ {
+        self.cats.values_for_doc(doc)
+    }
+
+    /// The tags of a document.
+    #[inline]
+    pub fn tags(&self, doc: DocId) -> impl Iterator<Item = u64> + '_ {
+        self.tags.values_for_doc(doc)
+    }
+
+    /// The term info of a feature key in this segment (its document
+    /// frequency and where its postings are), `None` if absent.
+    pub fn term_info(&self, key: u64) -> Result<Option<TermInfo>> {
+        Ok(self
+            .keys
+            .get_term_info(&Term::from_field_u64(self.keys_field, key))?)
+    }
+
+    /// Opens the postings of a term found by [`term_info`](Self::term_info)
+    /// (no second dictionary lookup).
+    pub fn postings_from(&self, info: &TermInfo) -> Result<SegmentPostings> {
+        Ok(self
+            .keys
+            .read_postings_from_terminfo(info, IndexRecordOption::Basic)?)
     }
 
     /// The posting list of a feature key in this segment, with its document

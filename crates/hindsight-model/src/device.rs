@@ -91,3 +91,8 @@ mod tests {
         }
     }
 }
+
+/// Sets the number of CPU threads libtorch uses for intra-op parallelism.
+pub fn set_cpu_threads(n: i32) {
+    tch::set_num_threads(n.max(1));
+}

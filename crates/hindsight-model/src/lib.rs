@@ -54,7 +54,7 @@ mod tests;
 
 pub use batch::Batch;
 pub use config::{Activation, ModelConfig, ModelKind};
-pub use device::{device_name, Device};
+pub use device::{device_name, set_cpu_threads, Device};
 pub use error::{ModelError, Result};
 pub use example::Example;
 pub use models::{build_model, CtrModel, Dien, Din, ModelOutput, SumPool};

@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use hindsight_core::{feature_key, FeatureKind, Seq};
 use hindsight_index::tantivy::postings::SegmentPostings;
 use hindsight_index::tantivy::{DocId, DocSet, TERMINATED};
-use hindsight_index::{History, Run, SegmentView};
+use hindsight_index::{History, SegmentView};
 use serde::{Deserialize, Serialize};
 
 use crate::{Query, Result, RetrievalStrategy, Retrieved};
@@ -226,6 +226,11 @@ pub struct UbrConfig {
     /// Fill up to N with the most recent unmatched behaviors (score 0), so
     /// that every strategy spends the same budget.
     pub pad_with_recent: bool,
+    /// Terms matching at most this many of the user's behaviors are read in
+    /// full, the others newest first with early termination (see
+    /// [`Ubr`]). `None`: `2 N + 32`. Results are the same either way; only
+    /// the cost changes.
+    pub rare_term_limit: Option<u64>,
 }
 
 impl Default for UbrConfig {
@@ -239,6 +244,7 @@ impl Default for UbrConfig {
             max_tags: 16,
             behavior_type_bonus: Vec::new(),
             pad_with_recent: true,
+            rare_term_limit: None,
         }
     }
 }
@@ -306,6 +312,15 @@ impl Ubr {
     }
 
     /// The top-N matches (score desc, newest first among equals).
+    ///
+    /// Exact, with early termination. Terms whose postings are short
+    /// ("rare": the item, an unusual category) are read in full. Frequent
+    /// terms (the user's everyday categories) are read newest first, in
+    /// windows before the as-of bound, and reading stops as soon as the
+    /// heap holds N behaviors scoring at least what any older behavior
+    /// matching only frequent terms could score: such a behavior can at
+    /// best tie, and ties go to newer behaviors. The cost then follows N
+    /// and the rare terms, not how often the user touched the category.
     fn ranked(&self, history: &History<'_>, q: &Query<'_>, avg_dl: f32) -> Result<Vec<Ranked>> {
         let c = &self.config;
         let runs = history.runs();
@@ -313,19 +328,23 @@ impl Ubr {
         if terms.is_empty() || q.n == 0 || runs.is_empty() {
             return Ok(Vec::new());
         }
-        // Postings per (run, term), and each term's frequency in the history.
-        let mut postings = Vec::with_capacity(runs.len());
+        let keys: Vec<u64> = terms
+            .iter()
+            .map(|&(k, v, _)| feature_key(history.user, k, v))
+            .collect();
+        // Term infos per (run, term), and each term's frequency in the history.
+        let mut infos = Vec::with_capacity(runs.len());
         let mut df = vec![0u64; terms.len()];
         for run in runs {
             let mut per_term = Vec::with_capacity(terms.len());
-            for (t, &(kind, value, _)) in terms.iter().enumerate() {
-                let p = run.seg.postings(feature_key(history.user, kind, value))?;
-                if let Some((_, d)) = &p {
-                    df[t] += *d as u64;
+            for (t, &key) in keys.iter().enumerate() {
+                let info = run.seg.term_info(key)?;
+                if let Some(i) = &info {
+                    df[t] += i.doc_freq as u64;
                 }
-                per_term.push(p.map(|(p, _)| p));
+                per_term.push(info);
             }
-            postings.push(per_term);
+            infos.push(per_term);
         }
         let n_docs = history.len() as f32;
         let weights: Vec<f32> = terms
@@ -336,102 +355,172 @@ impl Ubr {
                 w * (1.0 + (n_docs - d + 0.5) / (d + 0.5)).ln()
             })
             .collect();
-        let check_ts = needs_ts_check(history, q);
         let avg_dl = avg_dl.max(1e-3);
+        let norm = |dl: f32| {
+            if c.b == 0.0 {
+                1.0
+            } else {
+                (c.k1 + 1.0) / (1.0 + c.k1 * (1.0 - c.b + c.b * dl / avg_dl))
+            }
+        };
+        // Every behavior has at least its item and type keys: dl >= 2.
+        let max_norm = norm(2.0);
+        let max_bonus = c.behavior_type_bonus.iter().copied().fold(0.0f32, f32::max);
+        let check_ts = needs_ts_check(history, q);
+        let score_of = |seg: &SegmentView, doc: DocId| -> Option<f32> {
+            let mut sum = 0.0;
+            for (t, &(kind, value, _)) in terms.iter().enumerate() {
+                let hit = match kind {
+                    FeatureKind::Item => seg.item(doc) == value,
+                    FeatureKind::Category => seg.categories(doc).any(|v| v == value),
+                    FeatureKind::Tag => seg.tags(doc).any(|v| v == value),
+                    FeatureKind::BehaviorType => false,
+                };
+                if hit {
+                    sum += weights[t];
+                }
+            }
+            if sum <= 0.0 {
+                // Only a key collision brings a behavior without any of the
+                // target's features here.
+                return None;
+            }
+            let mut score = sum;
+            if c.b != 0.0 {
+                score *= norm(2.0 + seg.feature_count(doc) as f32);
+            }
+            if !c.behavior_type_bonus.is_empty() {
+                score += c
+                    .behavior_type_bonus
+                    .get(seg.behavior_type(doc) as usize)
+                    .copied()
+                    .unwrap_or(0.0);
+            }
+            Some(score)
+        };
         let mut heap: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(q.n + 1);
-        let mut matched: Vec<(DocId, f32)> = Vec::new();
-        // Newest runs first, so that equal scores rarely displace anything.
-        for (ri, run) in runs.iter().enumerate().rev() {
-            let bound = run.bound(&q.as_of, history.ts_monotonic());
-            if bound == run.start {
+        let offer = |r: Ranked, heap: &mut BinaryHeap<Reverse<Ranked>>| {
+            if heap.len() < q.n {
+                heap.push(Reverse(r));
+            } else if heap.peek().is_some_and(|Reverse(min)| r > *min) {
+                heap.pop();
+                heap.push(Reverse(r));
+            }
+        };
+
+        // Rare terms: read in full.
+        let rare_limit = c.rare_term_limit.unwrap_or(2 * q.n as u64 + 32);
+        let rare: Vec<usize> = (0..terms.len()).filter(|&t| df[t] <= rare_limit).collect();
+        let frequent: Vec<usize> = (0..terms.len()).filter(|&t| df[t] > rare_limit).collect();
+        let mut seen: Vec<(usize, DocId)> = Vec::new();
+        let bounds: Vec<DocId> = runs
+            .iter()
+            .map(|r| r.bound(&q.as_of, history.ts_monotonic()))
+            .collect();
+        for (ri, run) in runs.iter().enumerate() {
+            for &t in &rare {
+                let Some(info) = &infos[ri][t] else { continue };
+                let mut p = run.seg.postings_from(info)?;
+                let mut doc = seek_at_least(&mut p, run.start);
+                while doc < bounds[ri] {
+                    seen.push((ri, doc));
+                    doc = p.advance();
+                }
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        for &(ri, doc) in &seen {
+            let seg = runs[ri].seg;
+            if !admits(seg, doc, q, check_ts) {
                 continue;
             }
-            matched.clear();
-            merge_postings(&mut postings[ri], &weights, run, bound, &mut matched);
+            if let Some(score) = score_of(seg, doc) {
+                offer(
+                    Ranked {
+                        score,
+                        seq: seg.seq(doc),
+                        run: ri,
+                        doc,
+                    },
+                    &mut heap,
+                );
+            }
+        }
+
+        // Frequent terms: newest first, in growing windows, until no older
+        // behavior can enter the top N.
+        let bound_frequent: f32 =
+            frequent.iter().map(|&t| weights[t]).sum::<f32>() * max_norm + max_bonus;
+        let done = |heap: &BinaryHeap<Reverse<Ranked>>| {
+            heap.len() >= q.n
+                && heap
+                    .peek()
+                    .is_some_and(|Reverse(min)| min.score >= bound_frequent)
+        };
+        let mut window_docs: Vec<DocId> = Vec::new();
+        'runs: for (ri, run) in runs.iter().enumerate().rev() {
+            if frequent.is_empty() || done(&heap) {
+                break;
+            }
             let seg = run.seg;
-            for &(doc, sum) in matched.iter().rev() {
-                if !admits(seg, doc, q, check_ts) {
-                    continue;
-                }
-                let mut score = sum;
-                if c.b != 0.0 {
-                    let dl = 2.0 + seg.feature_count(doc) as f32;
-                    score *= (c.k1 + 1.0) / (1.0 + c.k1 * (1.0 - c.b + c.b * dl / avg_dl));
-                }
-                if !c.behavior_type_bonus.is_empty() {
-                    score += c
-                        .behavior_type_bonus
-                        .get(seg.behavior_type(doc) as usize)
-                        .copied()
-                        .unwrap_or(0.0);
-                }
-                let r = Ranked {
-                    score,
-                    seq: seg.seq(doc),
-                    run: ri,
-                    doc,
+            let matches: u64 = frequent
+                .iter()
+                .filter_map(|&t| infos[ri][t].as_ref())
+                .map(|i| i.doc_freq as u64)
+                .sum();
+            if matches == 0 {
+                continue;
+            }
+            let density = (matches as f64 / run.len().max(1) as f64).clamp(1e-6, 1.0);
+            let mut window = ((q.n as f64 / density) * 1.5) as u64 + 64;
+            let mut hi = bounds[ri];
+            while hi > run.start {
+                let lo = if (hi - run.start) as u64 <= window {
+                    run.start
+                } else {
+                    hi - window as DocId
                 };
-                if heap.len() < q.n {
-                    heap.push(Reverse(r));
-                } else if heap.peek().is_some_and(|Reverse(min)| r > *min) {
-                    heap.pop();
-                    heap.push(Reverse(r));
+                window_docs.clear();
+                for &t in &frequent {
+                    let Some(info) = &infos[ri][t] else { continue };
+                    let mut p = seg.postings_from(info)?;
+                    let mut doc = seek_at_least(&mut p, lo);
+                    while doc < hi {
+                        window_docs.push(doc);
+                        doc = p.advance();
+                    }
                 }
+                if frequent.len() > 1 {
+                    window_docs.sort_unstable();
+                    window_docs.dedup();
+                }
+                for &doc in window_docs.iter().rev() {
+                    if seen.binary_search(&(ri, doc)).is_ok() || !admits(seg, doc, q, check_ts) {
+                        continue;
+                    }
+                    if let Some(score) = score_of(seg, doc) {
+                        offer(
+                            Ranked {
+                                score,
+                                seq: seg.seq(doc),
+                                run: ri,
+                                doc,
+                            },
+                            &mut heap,
+                        );
+                    }
+                }
+                if done(&heap) {
+                    break 'runs;
+                }
+                hi = lo;
+                window = window.saturating_mul(2);
             }
         }
         let mut top: Vec<Ranked> = heap.into_iter().map(|Reverse(r)| r).collect();
         top.sort_unstable_by(|a, b| b.cmp(a));
         Ok(top)
-    }
-}
-
-/// Unions the run's posting lists in `[run.start, bound)`, summing the
-/// weights of the terms each doc matches; ascending doc order.
-fn merge_postings(
-    postings: &mut [Option<SegmentPostings>],
-    weights: &[f32],
-    run: &Run<'_>,
-    bound: DocId,
-    out: &mut Vec<(DocId, f32)>,
-) {
-    let mut cursors: Vec<(DocId, usize)> = Vec::with_capacity(postings.len());
-    for (t, p) in postings.iter_mut().enumerate() {
-        if let Some(p) = p {
-            let d = seek_at_least(p, run.start);
-            if d < bound {
-                cursors.push((d, t));
-            }
-        }
-    }
-    if cursors.len() == 1 {
-        let (mut d, t) = cursors[0];
-        let p = postings[t].as_mut().expect("cursor has postings");
-        while d < bound {
-            out.push((d, weights[t]));
-            d = p.advance();
-        }
-        return;
-    }
-    while !cursors.is_empty() {
-        let doc = cursors.iter().map(|c| c.0).min().expect("non-empty");
-        let mut sum = 0.0;
-        let mut i = 0;
-        while i < cursors.len() {
-            if cursors[i].0 == doc {
-                let t = cursors[i].1;
-                sum += weights[t];
-                let next = postings[t].as_mut().expect("cursor has postings").advance();
-                if next < bound {
-                    cursors[i].0 = next;
-                    i += 1;
-                } else {
-                    cursors.swap_remove(i);
-                }
-            } else {
-                i += 1;
-            }
-        }
-        out.push((doc, sum));
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use hindsight_core::{AsOf, Behavior, BehaviorFilter, ItemFeatures, Target};
 use hindsight_index::{BehaviorIndex, NewBehavior};
 use hindsight_logs::DatasetMapping;
-use hindsight_retrieval::{Query, Retriever, StrategyKind};
+use hindsight_retrieval::{Query, Retriever, StrategyKind, Ubr, UbrConfig};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -97,6 +97,10 @@ proptest! {
         let snap = index.snapshot();
         prop_assert_eq!(snap.num_behaviors(), appended);
         let retrievers: Vec<Retriever> = StrategyKind::ALL.iter().map(|k| Retriever::new(*k)).collect();
+        // UBR with every term read in full, and with every term read newest
+        // first with early termination: the same results.
+        let ubr_with = |limit| Retriever::with_strategy(Box::new(Ubr { config: UbrConfig { rare_term_limit: Some(limit), ..UbrConfig::default() } }));
+        let (ubr_full, ubr_windowed) = (ubr_with(u64::MAX), ubr_with(0));
         for (user, target, n, as_of, filter) in &case.queries {
             let mut full = snap.history(*user).newest(&AsOf::NOW, usize::MAX);
             full.reverse();
@@ -105,6 +109,9 @@ proptest! {
             }
             let elig = eligible(&full, as_of, filter);
             let q = Query::new(target, *n).as_of(*as_of).filter(filter.clone());
+            let full_hits = ubr_full.retrieve(&snap, *user, &q).unwrap();
+            let windowed_hits = ubr_windowed.retrieve(&snap, *user, &q).unwrap();
+            prop_assert_eq!(&full_hits, &windowed_hits, "early termination changed the result");
             for r in &retrievers {
                 let hits = r.retrieve(&snap, *user, &q).unwrap();
                 let name = r.name();

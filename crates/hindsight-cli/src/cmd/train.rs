@@ -1,0 +1,281 @@
+//! `hindsight train` and `hindsight eval`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use hindsight_engine::{EvalReport, Prepared, RetrievalSettings};
+use hindsight_index::BehaviorIndex;
+use hindsight_model::{
+    Device, ModelConfig, ModelKind, TrainEvent, TrainOptions, TrainReport, TrainedModel,
+};
+use hindsight_retrieval::StrategyKind;
+use hindsight_samples::Protocol;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Train a CTR model on the evaluation-protocol samples of an index.
+///
+/// Samples (EVAL.md) are built from the index and each one's history is
+/// retrieved as of its target with the strategy and N given; the model
+/// trains on the train split with early stopping on validation AUC and is
+/// saved with its config, vocabularies and retrieval settings.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Index folder.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Model: sum_pool, din, dien.
+    #[arg(long, default_value = "din")]
+    pub model: String,
+    /// Retrieval strategy: recent, sim-hard, ubr, hybrid.
+    #[arg(long, default_value = "ubr")]
+    pub strategy: String,
+    /// Budget: at most N behaviors per sample.
+    #[arg(short = 'n', long = "n", default_value_t = 50)]
+    pub n: usize,
+    /// Output model folder (config.json + weights.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// auto (CUDA when present), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// A model config JSON (hindsight_model::ModelConfig); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Maximum epochs (default: the config's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seed of sampling and training.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// CPU threads of libtorch. Default 1: on a small shared machine, more
+    /// threads than free cores make libtorch's spinning workers collapse
+    /// (an epoch took 20x longer with 2 threads beside other jobs).
+    #[arg(long)]
+    pub torch_threads: Option<i32>,
+    /// Print one JSON object (training report) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads or builds the model config of a run.
+pub fn model_config(
+    kind: &str,
+    config: Option<&Path>,
+    epochs: Option<usize>,
+) -> Result<ModelConfig> {
+    let kind: ModelKind = kind.parse()?;
+    let mut cfg = match config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a model config", p.display()))?
+        }
+        None => ModelConfig::new(kind),
+    };
+    cfg.kind = kind;
+    if let Some(e) = epochs {
+        cfg.epochs = e;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Sets libtorch's CPU thread count (default 1).
+pub fn set_torch_threads(n: Option<i32>) {
+    hindsight_model::set_cpu_threads(n.unwrap_or(1));
+}
+
+/// Trains with a progress bar on stderr.
+pub fn train_with_progress(
+    prepared: &Prepared,
+    cfg: &ModelConfig,
+    device: Device,
+    quiet: bool,
+) -> Result<(TrainedModel, TrainReport)> {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} e1", cfg.kind));
+    let b = bar.clone();
+    let progress = Box::new(move |ev: &TrainEvent| match ev {
+        TrainEvent::Batch {
+            epoch,
+            batch,
+            batches,
+            loss,
+        } => {
+            if *batch == 0 {
+                b.set_length(*batches as u64);
+                b.set_prefix(format!("epoch {}", epoch + 1));
+            }
+            b.set_position(*batch as u64 + 1);
+            if batch % 20 == 0 {
+                b.set_message(format!("loss {loss:.4}"));
+            }
+        }
+        TrainEvent::Epoch(e) => {
+            b.println(format!(
+                "epoch {}: loss {:.4}, valid AUC {}, {:.0} samples/s, {:.1} s{}",
+                e.epoch + 1,
+                e.train_loss,
+                e.valid_auc.map_or("-".into(), |a| format!("{a:.4}")),
+                e.samples_per_sec,
+                e.seconds,
+                if e.improved { " (best)" } else { "" }
+            ));
+        }
+    });
+    let opts = TrainOptions {
+        device,
+        n: prepared.settings.n,
+        seed: Some(cfg.seed),
+        progress: Some(progress),
+    };
+    let out = prepared.train(cfg, opts);
+    bar.finish_and_clear();
+    Ok(out?)
+}
+
+pub fn run_train(a: TrainArgs) -> Result<()> {
+    let strategy: StrategyKind = a.strategy.parse()?;
+    let device: Device = a.device.parse()?;
+    anyhow::ensure!(a.n > 0, "-n must be at least 1");
+    let mut cfg = model_config(&a.model, a.config.as_deref(), a.epochs)?;
+    cfg.seed = a.seed;
+    device.resolve()?;
+    set_torch_threads(a.torch_threads);
+    let index = BehaviorIndex::open(&a.index)?;
+    let protocol = Protocol {
+        seed: a.seed,
+        ..Protocol::default()
+    };
+    let prepared = Prepared::new(&index, strategy, a.n, protocol, 2)?;
+    if !a.json {
+        eprintln!(
+            "{} samples (train {}, valid {}, test {}); {} N={} retrieval in {:.1} s",
+            prepared.samples.len(),
+            prepared.counts.train,
+            prepared.counts.valid,
+            prepared.counts.test,
+            strategy,
+            a.n,
+            prepared.retrieval_secs
+        );
+    }
+    let (model, report) = train_with_progress(&prepared, &cfg, device, a.json)?;
+    model
+        .save(&a.out)
+        .with_context(|| format!("saving the model to {}", a.out.display()))?;
+    if a.json {
+        return super::print_json(&report);
+    }
+    println!(
+        "trained {} on {} ({} N={}) in {:.1} s on {}: best epoch {} with valid AUC {}; saved to {}",
+        cfg.kind,
+        a.index.display(),
+        strategy,
+        a.n,
+        report.seconds,
+        report.device,
+        report.best_epoch,
+        report
+            .best_valid_auc
+            .map_or("-".into(), |a| format!("{a:.4}")),
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// Evaluate a trained model on the test split of an index.
+///
+/// The samples are rebuilt from the index with the model's own retrieval
+/// settings (strategy, N, protocol); a model trained on another dataset is
+/// refused.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Index folder.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Model folder written by `hindsight train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads of libtorch. Default 1: on a small shared machine, more
+    /// threads than free cores make libtorch's spinning workers collapse
+    /// (an epoch took 20x longer with 2 threads beside other jobs).
+    #[arg(long)]
+    pub torch_threads: Option<i32>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn fmt(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+/// Prints an evaluation report as text.
+pub fn print_eval(r: &EvalReport) {
+    println!(
+        "{} / {} N={} on {} ({}):",
+        r.model, r.strategy, r.n, r.dataset, r.device
+    );
+    println!(
+        "  all:     {:>6} samples  AUC {}  gAUC {}  logloss {}",
+        r.all.samples,
+        fmt(r.all.auc),
+        fmt(r.all.gauc),
+        fmt(r.all.logloss)
+    );
+    println!(
+        "  history > {}: {:>6} samples  AUC {}  gAUC {}  logloss {}",
+        r.long_history_threshold,
+        r.long_history.samples,
+        fmt(r.long_history.auc),
+        fmt(r.long_history.gauc),
+        fmt(r.long_history.logloss)
+    );
+    println!("  inference {:.0} samples/s", r.inference_samples_per_sec);
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<()> {
+    let device: Device = a.device.parse()?;
+    set_torch_threads(a.torch_threads);
+    let model = TrainedModel::load(&a.model, device)?;
+    let settings = RetrievalSettings::of(&model)?;
+    let index = BehaviorIndex::open(&a.index)?;
+    settings.check_index(&index)?;
+    let prepared = Prepared::new(
+        &index,
+        settings.strategy,
+        settings.n,
+        settings.protocol.clone(),
+        2,
+    )?;
+    let report = prepared.evaluate(&model)?;
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        // Flat keys as well, for scripts.
+        v["auc"] = serde_json::json!(report.all.auc);
+        v["gauc"] = serde_json::json!(report.all.gauc);
+        v["logloss"] = serde_json::json!(report.all.logloss);
+        v["long_auc"] = serde_json::json!(report.long_history.auc);
+        v["long_gauc"] = serde_json::json!(report.long_history.gauc);
+        v["long_logloss"] = serde_json::json!(report.long_history.logloss);
+        v["test_samples"] = serde_json::json!(report.all.samples);
+        v["long_samples"] = serde_json::json!(report.long_history.samples);
+        return super::print_json(&v);
+    }
+    print_eval(&report);
+    Ok(())
+}
