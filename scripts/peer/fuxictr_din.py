@@ -280,8 +280,9 @@ def main():
         shutil.rmtree(data_dir)  # build_dataset skips a folder with a feature_map.json
     os.makedirs(work_dir, exist_ok=True)
     seed_everything(seed=args.seed)
-    # Ray Data may otherwise yield blocks in completion order.
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    if not args.unseeded_shuffle:
+        # Ray Data may otherwise yield blocks in completion order.
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
 
     # -- dataset ------------------------------------------------------------
     seq = dict(type="sequence", dtype="str", splitter="^", max_len=max_len,

@@ -125,6 +125,10 @@ pub struct IndexState {
     pub behaviors: u64,
     /// Feature keys over all behaviors (for BM25's average document length).
     pub feature_keys: u64,
+    /// The fewest feature keys any behavior has (BM25's shortest document,
+    /// which bounds scores for early termination); `None` when empty.
+    #[serde(default)]
+    pub min_feature_keys: Option<u64>,
     /// Whether, for every user, timestamps never decrease with `seq`
     /// (true unless a late behavior was appended). Retrieval as of a
     /// timestamp uses a binary search when true and a scan when false.
@@ -152,6 +156,12 @@ impl IndexState {
                 IndexError::Corrupt(format!("commit payload is not a hindsight state: {e}"))
             }),
         }
+    }
+
+    /// The fewest feature keys of any behavior (2, the item and type keys
+    /// every behavior has, when unknown).
+    pub fn min_keys(&self) -> f32 {
+        self.min_feature_keys.unwrap_or(2) as f32
     }
 
     /// Average number of feature keys per behavior (1 for an empty index).

@@ -321,6 +321,7 @@ impl Snapshot {
             runs,
             ts_monotonic: self.state.ts_monotonic,
             avg_keys: self.state.avg_keys(),
+            min_keys: self.state.min_keys(),
         }
     }
 
@@ -449,6 +450,7 @@ pub struct History<'a> {
     runs: Vec<Run<'a>>,
     ts_monotonic: bool,
     avg_keys: f32,
+    min_keys: f32,
 }
 
 impl<'a> History<'a> {
@@ -466,6 +468,12 @@ impl<'a> History<'a> {
     /// (BM25's average document length).
     pub fn avg_feature_keys(&self) -> f32 {
         self.avg_keys
+    }
+
+    /// The fewest feature keys of any behavior in the index (BM25's
+    /// shortest document length).
+    pub fn min_feature_keys(&self) -> f32 {
+        self.min_keys
     }
 
     /// Number of behaviors of the user.

@@ -252,7 +252,10 @@ impl Default for UbrConfig {
 /// UBR4CTR-style retrieval (Qin et al., SIGIR 2020, section 3.2): the
 /// target's features (item, categories, tags) form a query against the
 /// user's feature-keyed behaviors, ranked by BM25, top N, ties broken
-/// towards newer behaviors.
+/// towards newer behaviors. Behaviors on the target item itself form a
+/// tier above all others (BM25 length normalization alone could rank a
+/// long-featured exact match below a short category-only one), ranked
+/// among themselves by the BM25 of their other features.
 ///
 /// The document collection of the BM25 statistics is the user's own
 /// history: a feature the user touches all the time weighs little, a rare
@@ -347,7 +350,7 @@ impl Ubr {
             infos.push(per_term);
         }
         let n_docs = history.len() as f32;
-        let weights: Vec<f32> = terms
+        let idf_weights: Vec<f32> = terms
             .iter()
             .zip(&df)
             .map(|(&(_, _, w), &d)| {
@@ -363,31 +366,63 @@ impl Ubr {
                 (c.k1 + 1.0) / (1.0 + c.k1 * (1.0 - c.b + c.b * dl / avg_dl))
             }
         };
-        // Every behavior has at least its item and type keys: dl >= 2.
-        let max_norm = norm(2.0);
+        // No behavior is shorter than the index's shortest one.
+        let max_norm = norm(history.min_feature_keys());
         let max_bonus = c.behavior_type_bonus.iter().copied().fold(0.0f32, f32::max);
+        let is_item = |t: usize| terms[t].0 == FeatureKind::Item;
+        // An exact item match is a tier of its own: it adds more than any
+        // behavior can score without it, so it always ranks first.
+        let features_max: f32 = (0..terms.len())
+            .filter(|&t| !is_item(t))
+            .map(|t| idf_weights[t])
+            .sum::<f32>()
+            * max_norm;
+        let item_tier = features_max
+            + max_bonus
+            + (0..terms.len())
+                .filter(|&t| is_item(t))
+                .map(|t| idf_weights[t])
+                .sum::<f32>();
+        // The most a behavior can score from term t (for the bound below).
+        let best_from: Vec<f32> = (0..terms.len())
+            .map(|t| {
+                if is_item(t) {
+                    item_tier
+                } else {
+                    idf_weights[t] * max_norm
+                }
+            })
+            .collect();
         let check_ts = needs_ts_check(history, q);
         let score_of = |seg: &SegmentView, doc: DocId| -> Option<f32> {
-            let mut sum = 0.0;
+            let (mut features, mut item_hit) = (0.0, false);
             for (t, &(kind, value, _)) in terms.iter().enumerate() {
-                let hit = match kind {
-                    FeatureKind::Item => seg.item(doc) == value,
-                    FeatureKind::Category => seg.categories(doc).any(|v| v == value),
-                    FeatureKind::Tag => seg.tags(doc).any(|v| v == value),
-                    FeatureKind::BehaviorType => false,
-                };
-                if hit {
-                    sum += weights[t];
+                match kind {
+                    FeatureKind::Item => item_hit |= seg.item(doc) == value,
+                    FeatureKind::Category => {
+                        if seg.categories(doc).any(|v| v == value) {
+                            features += idf_weights[t];
+                        }
+                    }
+                    FeatureKind::Tag => {
+                        if seg.tags(doc).any(|v| v == value) {
+                            features += idf_weights[t];
+                        }
+                    }
+                    FeatureKind::BehaviorType => {}
                 }
             }
-            if sum <= 0.0 {
+            if features <= 0.0 && !item_hit {
                 // Only a key collision brings a behavior without any of the
                 // target's features here.
                 return None;
             }
-            let mut score = sum;
-            if c.b != 0.0 {
+            let mut score = features;
+            if c.b != 0.0 && features > 0.0 {
                 score *= norm(2.0 + seg.feature_count(doc) as f32);
+            }
+            if item_hit {
+                score += item_tier;
             }
             if !c.behavior_type_bonus.is_empty() {
                 score += c
@@ -450,8 +485,7 @@ impl Ubr {
 
         // Frequent terms: newest first, in growing windows, until no older
         // behavior can enter the top N.
-        let bound_frequent: f32 =
-            frequent.iter().map(|&t| weights[t]).sum::<f32>() * max_norm + max_bonus;
+        let bound_frequent: f32 = frequent.iter().map(|&t| best_from[t]).sum::<f32>() + max_bonus;
         let done = |heap: &BinaryHeap<Reverse<Ranked>>| {
             heap.len() >= q.n
                 && heap
