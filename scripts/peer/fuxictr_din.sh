@@ -31,6 +31,7 @@ py="${PEER_PYTHON:-python3}"
 
 if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
     sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    [[ $# -ge 1 ]] && exit 0
     exit 2
 fi
 
