@@ -72,6 +72,11 @@ pub fn device_name(device: tch::Device) -> String {
     }
 }
 
+/// Sets the number of CPU threads libtorch uses for intra-op parallelism.
+pub fn set_cpu_threads(n: i32) {
+    tch::set_num_threads(n.max(1));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,9 +95,4 @@ mod tests {
             assert_eq!(Device::Auto.resolve().unwrap(), tch::Device::Cpu);
         }
     }
-}
-
-/// Sets the number of CPU threads libtorch uses for intra-op parallelism.
-pub fn set_cpu_threads(n: i32) {
-    tch::set_num_threads(n.max(1));
 }
