@@ -59,6 +59,9 @@ fn append_assigns_seq_in_time_order_and_is_idempotent() {
     let snap = index.snapshot();
     assert_eq!(snap.history(7).len(), 5);
     assert_eq!(snap.state().behaviors, 5);
+    // Item + type + one category each: the BM25 length statistics.
+    assert_eq!(snap.state().min_feature_keys, Some(3));
+    assert_eq!(snap.state().feature_keys, 15);
     // That third event (ts 200) arrived after ts 300 was indexed: late.
     assert!(!snap.state().ts_monotonic);
     assert_eq!(snap.history(7).next_seq(), 5);

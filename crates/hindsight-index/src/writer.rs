@@ -235,8 +235,11 @@ impl<'a> Writer<'a> {
         if late {
             self.state.ts_monotonic = false;
         }
+        let keys = 2 + (b.features.categories.len() + b.features.tags.len()) as u64;
         self.state.behaviors += 1;
-        self.state.feature_keys += 2 + (b.features.categories.len() + b.features.tags.len()) as u64;
+        self.state.feature_keys += keys;
+        self.state.min_feature_keys =
+            Some(self.state.min_feature_keys.map_or(keys, |m| m.min(keys)));
         self.uncommitted += 1;
         Ok(true)
     }

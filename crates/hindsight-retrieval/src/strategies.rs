@@ -483,40 +483,59 @@ impl Ubr {
             }
         }
 
-        // Frequent terms: newest first, in growing windows, until no older
-        // behavior can enter the top N.
-        let bound_frequent: f32 = frequent.iter().map(|&t| best_from[t]).sum::<f32>() + max_bonus;
-        let done = |heap: &BinaryHeap<Reverse<Ranked>>| {
-            heap.len() >= q.n
-                && heap
-                    .peek()
-                    .is_some_and(|Reverse(min)| min.score >= bound_frequent)
+        // Frequent terms: newest first, in growing windows. As in MaxScore,
+        // a term is non-essential once a behavior matching only it and the
+        // other non-essential terms can at best tie the heap's minimum (and
+        // lose the tie, being older): its postings are no longer read, since
+        // scores come from the behavior's own features. Reading stops when
+        // no term is essential.
+        let mut by_bound = frequent.clone();
+        by_bound.sort_unstable_by(|&a, &b| best_from[a].total_cmp(&best_from[b]));
+        let essential_from = |heap: &BinaryHeap<Reverse<Ranked>>| -> usize {
+            let Some(Reverse(min)) = heap.peek().filter(|_| heap.len() >= q.n) else {
+                return 0;
+            };
+            let mut cum = max_bonus;
+            let mut k = 0;
+            while k < by_bound.len() && cum + best_from[by_bound[k]] <= min.score {
+                cum += best_from[by_bound[k]];
+                k += 1;
+            }
+            k
         };
         let mut window_docs: Vec<DocId> = Vec::new();
         'runs: for (ri, run) in runs.iter().enumerate().rev() {
-            if frequent.is_empty() || done(&heap) {
-                break;
-            }
             let seg = run.seg;
-            let matches: u64 = frequent
-                .iter()
-                .filter_map(|&t| infos[ri][t].as_ref())
-                .map(|i| i.doc_freq as u64)
-                .sum();
-            if matches == 0 {
-                continue;
-            }
-            let density = (matches as f64 / run.len().max(1) as f64).clamp(1e-6, 1.0);
-            let mut window = ((q.n as f64 / density) * 1.5) as u64 + 64;
             let mut hi = bounds[ri];
+            let mut window = 0u64;
+            let mut essential_len = usize::MAX;
             while hi > run.start {
+                let first = essential_from(&heap);
+                if first >= by_bound.len() {
+                    break 'runs;
+                }
+                let essential = &by_bound[first..];
+                if essential.len() != essential_len {
+                    // Size windows for about N matches of the essential terms.
+                    essential_len = essential.len();
+                    let matches: u64 = essential
+                        .iter()
+                        .filter_map(|&t| infos[ri][t].as_ref())
+                        .map(|i| i.doc_freq as u64)
+                        .sum();
+                    if matches == 0 {
+                        continue 'runs;
+                    }
+                    let density = (matches as f64 / run.len().max(1) as f64).clamp(1e-6, 1.0);
+                    window = window.max(((q.n as f64 / density) * 1.5) as u64 + 64);
+                }
                 let lo = if (hi - run.start) as u64 <= window {
                     run.start
                 } else {
                     hi - window as DocId
                 };
                 window_docs.clear();
-                for &t in &frequent {
+                for &t in essential {
                     let Some(info) = &infos[ri][t] else { continue };
                     let mut p = seg.postings_from(info)?;
                     let mut doc = seek_at_least(&mut p, lo);
@@ -525,7 +544,7 @@ impl Ubr {
                         doc = p.advance();
                     }
                 }
-                if frequent.len() > 1 {
+                if essential.len() > 1 {
                     window_docs.sort_unstable();
                     window_docs.dedup();
                 }
@@ -544,9 +563,6 @@ impl Ubr {
                             &mut heap,
                         );
                     }
-                }
-                if done(&heap) {
-                    break 'runs;
                 }
                 hi = lo;
                 window = window.saturating_mul(2);
