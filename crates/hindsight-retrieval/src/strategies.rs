@@ -465,22 +465,26 @@ impl Ubr {
         }
         seen.sort_unstable();
         seen.dedup();
-        for &(ri, doc) in &seen {
+        // Scores an eligible behavior and offers it to the heap.
+        let consider = |ri: usize, doc: DocId, heap: &mut BinaryHeap<Reverse<Ranked>>| {
             let seg = runs[ri].seg;
-            if !admits(seg, doc, q, check_ts) {
-                continue;
+            if admits(seg, doc, q, check_ts) {
+                if let Some(score) = score_of(seg, doc) {
+                    let seq = seg.seq(doc);
+                    offer(
+                        Ranked {
+                            score,
+                            seq,
+                            run: ri,
+                            doc,
+                        },
+                        heap,
+                    );
+                }
             }
-            if let Some(score) = score_of(seg, doc) {
-                offer(
-                    Ranked {
-                        score,
-                        seq: seg.seq(doc),
-                        run: ri,
-                        doc,
-                    },
-                    &mut heap,
-                );
-            }
+        };
+        for &(ri, doc) in &seen {
+            consider(ri, doc, &mut heap);
         }
 
         // Frequent terms: newest first, in growing windows. As in MaxScore,
@@ -549,19 +553,8 @@ impl Ubr {
                     window_docs.dedup();
                 }
                 for &doc in window_docs.iter().rev() {
-                    if seen.binary_search(&(ri, doc)).is_ok() || !admits(seg, doc, q, check_ts) {
-                        continue;
-                    }
-                    if let Some(score) = score_of(seg, doc) {
-                        offer(
-                            Ranked {
-                                score,
-                                seq: seg.seq(doc),
-                                run: ri,
-                                doc,
-                            },
-                            &mut heap,
-                        );
+                    if seen.binary_search(&(ri, doc)).is_err() {
+                        consider(ri, doc, &mut heap);
                     }
                 }
                 hi = lo;
