@@ -4,8 +4,8 @@
 //! retrieval of one scoring request runs against the same snapshot, so it
 //! sees one consistent state of the index even while behaviors are being
 //! appended. Columns and inverted-index readers are opened once per segment
-//! and reused across snapshots (opening a fast-field column costs about as
-//! much as a whole retrieval).
+//! and reused across snapshots (DESIGN.md measured about 0.2 ms to open a
+//! fast-field column on a 2M-document segment, many times a retrieval here).
 
 use std::sync::Arc;
 
@@ -199,19 +199,6 @@ impl SegmentView {
         Ok(self
             .keys
             .read_postings_from_terminfo(info, IndexRecordOption::Basic)?)
-    }
-
-    /// The posting list of a feature key in this segment, with its document
-    /// frequency, or `None` if no document has the key.
-    pub fn postings(&self, key: u64) -> Result<Option<(SegmentPostings, u32)>> {
-        let term = Term::from_field_u64(self.keys_field, key);
-        let Some(info) = self.keys.get_term_info(&term)? else {
-            return Ok(None);
-        };
-        let postings = self
-            .keys
-            .read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
-        Ok(Some((postings, info.doc_freq)))
     }
 }
 

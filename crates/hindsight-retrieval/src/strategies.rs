@@ -110,9 +110,10 @@ fn tail_docs(
     if n == 0 || lo >= hi {
         return Ok(());
     }
-    let Some((_, df)) = seg.postings(key)? else {
+    let Some(info) = seg.term_info(key)? else {
         return Ok(());
     };
+    let df = info.doc_freq;
     // Expected gap between matches in the run, from the key's frequency
     // (in this segment the key belongs to this user alone).
     let span = (hi - lo) as u64;
@@ -126,7 +127,7 @@ fn tail_docs(
             hi - window as DocId
         };
         out.truncate(first);
-        let (mut postings, _) = seg.postings(key)?.expect("key was just found");
+        let mut postings = seg.postings_from(&info)?;
         let mut doc = seek_at_least(&mut postings, from);
         while doc != TERMINATED && doc < hi {
             if admit(doc) {
