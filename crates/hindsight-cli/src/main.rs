@@ -42,6 +42,10 @@ enum Command {
     Eval(cmd::train::EvalArgs),
     /// Run the whole strategy x model grid and write the evaluation report.
     Report(cmd::report::Args),
+    /// Serve the HTTP scoring API (score, append behaviors, hot reload).
+    Serve(cmd::serve::Args),
+    /// Load a running server at a fixed rate and report latency percentiles.
+    LoadTest(cmd::loadtest::Args),
     /// Write a seeded synthetic Taobao-like log (for scale tests and benchmarks).
     Synth(cmd::synth::Args),
 }
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         Command::Train(a) => cmd::train::run_train(a),
         Command::Eval(a) => cmd::train::run_eval(a),
         Command::Report(a) => cmd::report::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::LoadTest(a) => cmd::loadtest::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,9 @@
 
 use std::time::Instant;
 
+mod score;
+pub use score::{ScoreInput, Scored, Scorer};
+
 use hindsight_core::metrics::{auc, gauc, logloss};
 use hindsight_core::Behavior;
 use hindsight_index::BehaviorIndex;
@@ -32,6 +35,12 @@ pub enum EngineError {
     /// Model and index (or settings) do not belong together.
     #[error("{0}")]
     Mismatch(String),
+    /// A scoring input the model cannot take (e.g. N above the model's).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Retrieval failed.
+    #[error(transparent)]
+    Retrieval(#[from] hindsight_retrieval::RetrievalError),
 }
 
 /// Result alias of the engine.

@@ -64,3 +64,79 @@ fn train_evaluate_save_load_through_the_engine() {
     let err = other.evaluate(&loaded).unwrap_err().to_string();
     assert!(err.contains("trained with sim-hard"), "{err}");
 }
+
+fn target(item: u64, cat: u64) -> hindsight_core::Target {
+    hindsight_core::Target {
+        item_id: item,
+        features: ItemFeatures::with_categories(vec![cat]),
+    }
+}
+
+fn input(user: u64, targets: &[hindsight_core::Target]) -> ScoreInput<'_> {
+    ScoreInput {
+        user_id: user,
+        targets,
+        as_of: hindsight_core::AsOf::NOW,
+        filter: Default::default(),
+        strategy: None,
+        n: None,
+        timestamp: 10_000,
+    }
+}
+
+#[test]
+fn scorer_scores_candidates_in_one_pass_like_one_by_one() {
+    let (_dir, index) = index();
+    for kind in [ModelKind::Din, ModelKind::Dien] {
+        let prepared = Prepared::new(&index, StrategyKind::Ubr, 8, Protocol::default(), 1).unwrap();
+        let mut cfg = ModelConfig::new(kind);
+        cfg.epochs = 1;
+        let opts = TrainOptions {
+            device: Device::Cpu,
+            n: 8,
+            ..TrainOptions::default()
+        };
+        let (model, _) = prepared.train(&cfg, opts).unwrap();
+        let scorer = Scorer::new(model, &index).unwrap();
+        let snap = index.snapshot();
+        // A duplicate candidate and an item no one has seen are scored too.
+        let targets = [
+            target(101, 1),
+            target(1, 11),
+            target(101, 1),
+            target(999_999, 77),
+        ];
+        let all = scorer.score(&snap, &input(5, &targets)).unwrap();
+        assert_eq!(all.scores.len(), 4);
+        assert_eq!(all.history_len, 60);
+        assert!(all
+            .scores
+            .iter()
+            .all(|p| p.is_finite() && *p > 0.0 && *p < 1.0));
+        assert_eq!(all.scores[0], all.scores[2], "duplicates score alike");
+        assert!(all.retrieved.iter().all(|r| r.len() == 8));
+        for (i, t) in targets.iter().enumerate() {
+            let one = scorer
+                .score(&snap, &input(5, std::slice::from_ref(t)))
+                .unwrap();
+            assert!((one.scores[0] - all.scores[i]).abs() < 1e-5, "{kind:?}");
+        }
+        // A user without history: cold start, not an error.
+        let cold = scorer.score(&snap, &input(12345, &targets)).unwrap();
+        assert_eq!(cold.history_len, 0);
+        assert!(cold.retrieved.iter().all(Vec::is_empty));
+        assert!(cold.scores.iter().all(|p| p.is_finite()));
+        // N above the model's, or nothing to score, is refused.
+        let mut big = input(5, &targets);
+        big.n = Some(9);
+        let err = scorer.score(&snap, &big).unwrap_err().to_string();
+        assert!(err.contains("between 1 and 8"), "{err}");
+        assert!(scorer.score(&snap, &input(5, &[])).is_err());
+        // A smaller N and another strategy are allowed.
+        let mut small = input(5, &targets);
+        small.n = Some(3);
+        small.strategy = Some(StrategyKind::Recent);
+        let s = scorer.score(&snap, &small).unwrap();
+        assert!(s.retrieved.iter().all(|r| r.len() == 3));
+    }
+}

@@ -41,6 +41,10 @@ pub enum IndexError {
     /// contiguous within a segment).
     #[error("index layout is corrupt: {0}; rebuild the index from the logs")]
     Corrupt(String),
+    /// The caller gave something the index cannot hold (e.g. a user id
+    /// out of range).
+    #[error("{0}")]
+    InvalidInput(String),
     /// An error from tantivy.
     #[error("tantivy: {0}")]
     Tantivy(#[from] tantivy::TantivyError),

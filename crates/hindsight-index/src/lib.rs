@@ -29,7 +29,7 @@ pub use manifest::{IndexState, IngestRecord, Manifest};
 pub use snapshot::{History, Run, SegmentView, Snapshot, SnapshotStats};
 /// The tantivy version the index is built with.
 pub use tantivy;
-pub use writer::{AppendReport, NewBehavior};
+pub use writer::{AppendReport, LiveWriter, NewBehavior};
 
 #[cfg(test)]
 mod tests;

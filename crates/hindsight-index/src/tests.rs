@@ -280,3 +280,59 @@ fn second_writer_is_refused_with_a_clear_message() {
     let err = index.append(&[nb(1, 1, 1, 1)]).unwrap_err().to_string();
     assert!(err.contains("another process is writing"), "{err}");
 }
+
+#[test]
+fn live_writer_batches_have_append_semantics_and_show_only_after_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    index
+        .append(&[nb(1, 1, 1, 100), nb(1, 2, 1, 200), nb(1, 3, 1, 300)])
+        .unwrap();
+    let mut w = index.live_writer(32 << 20).unwrap();
+    // Two requests in one group: the second retries the first, and the
+    // third reaches back before the first's timestamps (a committed
+    // behavior at ts 200 must still be recognised).
+    let first = [nb(1, 4, 1, 400), nb(2, 9, 9, 50)];
+    assert_eq!(w.add_batch(&first).unwrap().added, 2);
+    let retry = w.add_batch(&first).unwrap();
+    assert_eq!((retry.added, retry.duplicates), (0, 2));
+    let back = w.add_batch(&[nb(1, 2, 1, 200), nb(1, 5, 1, 500)]).unwrap();
+    assert_eq!((back.added, back.duplicates), (1, 1));
+    assert_eq!(w.pending(), 3);
+    // Nothing is visible before the commit.
+    assert_eq!(index.snapshot().history(1).len(), 3);
+    assert!(index.snapshot().history(2).is_empty());
+    let snap = w.commit().unwrap();
+    assert_eq!(snap.history(1).len(), 5);
+    assert_eq!(index.snapshot().history(2).len(), 1);
+    assert_eq!(snap.state().behaviors, 6);
+    // After the commit, the same batches are still duplicates.
+    assert_eq!(w.add_batch(&first).unwrap().duplicates, 2);
+    // A rolled back batch leaves no trace, and may be added again.
+    assert_eq!(w.add_batch(&[nb(3, 1, 1, 10)]).unwrap().added, 1);
+    w.rollback().unwrap();
+    assert_eq!(w.pending(), 0);
+    assert_eq!(w.add_batch(&[nb(3, 1, 1, 10)]).unwrap().added, 1);
+    w.close().unwrap();
+    let snap = index.snapshot();
+    assert_eq!(snap.history(3).len(), 1);
+    assert_eq!(snap.state().behaviors, 7);
+    let seqs: Vec<u32> = snap
+        .history(1)
+        .newest(&AsOf::NOW, 10)
+        .iter()
+        .map(|b| b.seq)
+        .collect();
+    assert_eq!(seqs, vec![4, 3, 2, 1, 0]);
+}
+
+#[test]
+fn out_of_range_user_refuses_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let err = index
+        .append(&[nb(1, 1, 1, 1), nb(crate::schema::MAX_USER_ID + 1, 1, 1, 1)])
+        .unwrap_err();
+    assert!(matches!(err, IndexError::InvalidInput(_)), "{err}");
+    assert!(index.snapshot().history(1).is_empty());
+}

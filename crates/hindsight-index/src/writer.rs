@@ -65,13 +65,47 @@ fn behavior_key(user: u64, item: u64, btype: u8, ts: i64, k: u32) -> u64 {
 }
 
 struct UserCursor {
-    user: u64,
     next_seq: Seq,
     last_ts: Option<i64>,
+    /// Identity keys of the user's committed behaviors with a timestamp at
+    /// or after `scanned_from` (all of them when timestamps are not
+    /// monotonic), plus, for a live writer, those added since the commit.
     existing: HashSet<u64>,
+    scanned_from: i64,
     /// Occurrences of (item, type) at the current timestamp.
     occurrences: HashMap<(u64, u8), u32>,
     occ_ts: i64,
+    /// The batch the occurrence counts belong to.
+    batch: u64,
+}
+
+/// Adds to `keys` the identity keys of `history`'s behaviors with a
+/// timestamp in `[from, to)`; with non-monotonic timestamps, of all of them.
+fn load_keys(history: &crate::History<'_>, from: i64, to: i64, keys: &mut HashSet<u64>) {
+    let monotonic = history.ts_monotonic();
+    for run in history.runs() {
+        let seg = run.seg;
+        if !monotonic {
+            keys.extend((run.start..run.end).map(|d| seg.behavior_key(d)));
+            continue;
+        }
+        // Identical events share a timestamp: with monotonic timestamps
+        // only behaviors at or after the first new one can be duplicates.
+        let first_at_or_after = |ts: i64| {
+            let (mut lo, mut hi) = (run.start, run.end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if seg.timestamp(mid) < ts {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let (lo, hi) = (first_at_or_after(from), first_at_or_after(to));
+        keys.extend((lo..hi).map(|d| seg.behavior_key(d)));
+    }
 }
 
 /// Adds behaviors user by user and commits them with the index state.
@@ -80,7 +114,12 @@ pub(crate) struct Writer<'a> {
     writer: IndexWriter,
     base: Arc<Snapshot>,
     pub(crate) state: IndexState,
-    cursor: Option<UserCursor>,
+    cursors: HashMap<u64, UserCursor>,
+    /// Keep every touched user's cursor until the next commit (a live
+    /// writer, whose batches may each touch a user again); otherwise only
+    /// the current user's (ingest, where each user comes once).
+    keep_cursors: bool,
+    batch: u64,
     pub(crate) uncommitted: u64,
     record: Option<IngestRecord>,
 }
@@ -105,7 +144,9 @@ impl<'a> Writer<'a> {
             writer,
             state: base.state().clone(),
             base,
-            cursor: None,
+            cursors: HashMap::new(),
+            keep_cursors: false,
+            batch: 0,
             uncommitted: 0,
             record: None,
         })
@@ -122,38 +163,22 @@ impl<'a> Writer<'a> {
     }
 
     fn cursor_for(&mut self, user: u64, first_ts: i64) -> Result<&mut UserCursor> {
-        if self.cursor.as_ref().is_none_or(|c| c.user != user) {
-            if user > MAX_USER_ID {
-                return Err(IndexError::Corrupt(format!(
-                    "user id {user} exceeds the largest the index holds ({MAX_USER_ID})"
-                )));
+        if user > MAX_USER_ID {
+            return Err(IndexError::InvalidInput(format!(
+                "user id {user} exceeds the largest the index holds ({MAX_USER_ID})"
+            )));
+        }
+        let batch = self.batch;
+        if !self.cursors.contains_key(&user) {
+            if !self.keep_cursors {
+                self.cursors.clear();
             }
             let history = self.base.history(user);
             let mut existing = HashSet::new();
             let mut last_ts = None;
+            let monotonic = history.ts_monotonic();
             if !history.is_empty() {
-                let monotonic = history.ts_monotonic();
-                for run in history.runs() {
-                    let seg = run.seg;
-                    // Identical events share a timestamp: with monotonic
-                    // timestamps only the tail at or after `first_ts` can
-                    // hold a duplicate.
-                    let from = if monotonic {
-                        let (mut lo, mut hi) = (run.start, run.end);
-                        while lo < hi {
-                            let mid = lo + (hi - lo) / 2;
-                            if seg.timestamp(mid) < first_ts {
-                                lo = mid + 1;
-                            } else {
-                                hi = mid;
-                            }
-                        }
-                        lo
-                    } else {
-                        run.start
-                    };
-                    existing.extend((from..run.end).map(|d| seg.behavior_key(d)));
-                }
+                load_keys(&history, first_ts, i64::MAX, &mut existing);
                 // The newest behavior (largest seq) has the largest timestamp
                 // while timestamps are monotonic; otherwise the flag is
                 // already cleared and last_ts no longer matters.
@@ -161,23 +186,45 @@ impl<'a> Writer<'a> {
                     last_ts = Some(last.seg.timestamp(last.end - 1));
                 }
             }
-            self.cursor = Some(UserCursor {
+            self.cursors.insert(
                 user,
-                next_seq: history.next_seq(),
-                last_ts,
-                existing,
-                occurrences: HashMap::new(),
-                occ_ts: i64::MIN,
-            });
+                UserCursor {
+                    next_seq: history.next_seq(),
+                    last_ts,
+                    existing,
+                    scanned_from: if monotonic { first_ts } else { i64::MIN },
+                    occurrences: HashMap::new(),
+                    occ_ts: i64::MIN,
+                    batch,
+                },
+            );
         }
-        Ok(self.cursor.as_mut().expect("cursor just set"))
+        let cursor = self.cursors.get_mut(&user).expect("cursor just set");
+        if cursor.batch != batch {
+            // A later batch of a live writer: its identical events are
+            // counted afresh, and it may reach further back in time.
+            cursor.batch = batch;
+            cursor.occurrences.clear();
+            cursor.occ_ts = i64::MIN;
+            if first_ts < cursor.scanned_from {
+                let history = self.base.history(user);
+                load_keys(
+                    &history,
+                    first_ts,
+                    cursor.scanned_from,
+                    &mut cursor.existing,
+                );
+                cursor.scanned_from = first_ts;
+            }
+        }
+        Ok(cursor)
     }
 
     /// Adds one behavior. Each user's behaviors must come together, in
     /// `(timestamp, order)` order. Returns whether it was added (false: a
     /// duplicate of an indexed behavior).
     pub(crate) fn add(&mut self, b: &NewBehavior) -> Result<bool> {
-        let fields = &self.index.fields;
+        let keep = self.keep_cursors;
         let cursor = self.cursor_for(b.user_id, b.timestamp)?;
         if cursor.occ_ts != b.timestamp {
             cursor.occurrences.clear();
@@ -194,16 +241,20 @@ impl<'a> Writer<'a> {
         }
         let seq = cursor.next_seq;
         if seq > MAX_SEQ {
-            return Err(IndexError::Corrupt(format!(
+            return Err(IndexError::InvalidInput(format!(
                 "user {} has more than {} behaviors, the most the index holds per user",
                 b.user_id,
                 MAX_SEQ as u64 + 1
             )));
         }
         cursor.next_seq += 1;
+        if keep {
+            cursor.existing.insert(key);
+        }
         let late = cursor.last_ts.is_some_and(|t| b.timestamp < t);
         cursor.last_ts = Some(cursor.last_ts.map_or(b.timestamp, |t| t.max(b.timestamp)));
 
+        let fields = &self.index.fields;
         let mut doc = TantivyDocument::new();
         doc.add_u64(fields.uk, user_seq_key(b.user_id, seq));
         doc.add_u64(fields.user, b.user_id);
@@ -269,7 +320,92 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// A writer kept open across many appends: the server's write path.
+///
+/// Holding tantivy's writer lock for its lifetime, it adds batches (one per
+/// client request, each with the identity semantics of
+/// [`BehaviorIndex::append`]) and commits them together, so that a burst of
+/// requests costs one fsync (group commit). Nothing added is durable or
+/// visible before [`commit`](Self::commit) returns.
+pub struct LiveWriter<'a> {
+    inner: Writer<'a>,
+}
+
+impl LiveWriter<'_> {
+    /// Adds one batch. Within a user the batch is ordered by timestamp
+    /// (stable for equal timestamps) before sequence numbers are given;
+    /// identical events are counted within the batch, so a batch equal to
+    /// one already added (committed or not) adds nothing. The batch is
+    /// checked first and refused whole if a user id is out of range.
+    ///
+    /// On an error from tantivy the writer holds a partial batch: call
+    /// [`rollback`](Self::rollback), which drops everything since the last
+    /// commit.
+    pub fn add_batch(&mut self, batch: &[NewBehavior]) -> Result<AppendReport> {
+        if let Some(b) = batch.iter().find(|b| b.user_id > MAX_USER_ID) {
+            return Err(IndexError::InvalidInput(format!(
+                "user id {} exceeds the largest the index holds ({MAX_USER_ID})",
+                b.user_id
+            )));
+        }
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| (batch[i].user_id, batch[i].timestamp, i));
+        self.inner.batch += 1;
+        let mut report = AppendReport::default();
+        for i in order {
+            let mut b = batch[i].clone();
+            b.features.normalize();
+            if self.inner.add(&b)? {
+                report.added += 1;
+            } else {
+                report.duplicates += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Behaviors added since the last commit.
+    pub fn pending(&self) -> u64 {
+        self.inner.uncommitted
+    }
+
+    /// Commits (fsynced) everything added, with the index state, and makes
+    /// it visible: the returned snapshot, now the index's current one,
+    /// holds it.
+    pub fn commit(&mut self) -> Result<Arc<Snapshot>> {
+        self.inner.commit()?;
+        let snap = self.inner.index.refresh()?;
+        self.inner.base = snap.clone();
+        self.inner.state = snap.state().clone();
+        self.inner.cursors.clear();
+        Ok(snap)
+    }
+
+    /// Drops everything added since the last commit.
+    pub fn rollback(&mut self) -> Result<()> {
+        self.inner.writer.rollback()?;
+        self.inner.state = self.inner.base.state().clone();
+        self.inner.cursors.clear();
+        self.inner.uncommitted = 0;
+        Ok(())
+    }
+
+    /// Commits what is pending, waits for merges, releases the lock.
+    pub fn close(self) -> Result<()> {
+        self.inner.finish()
+    }
+}
+
 impl BehaviorIndex {
+    /// Opens a [`LiveWriter`] with an indexing memory budget in bytes
+    /// (64 MiB is plenty for appends). Fails if another writer holds the
+    /// index.
+    pub fn live_writer(&self, memory: usize) -> Result<LiveWriter<'_>> {
+        let mut inner = Writer::new(self, memory)?;
+        inner.keep_cursors = true;
+        Ok(LiveWriter { inner })
+    }
+
     /// Appends a batch of behaviors durably: when this returns `Ok`, the
     /// behaviors are committed (fsynced) and visible to
     /// [`snapshot`](Self::snapshot). Behaviors already in the index are
@@ -285,20 +421,9 @@ impl BehaviorIndex {
 
     /// [`append`](Self::append) with an explicit indexing memory budget.
     pub fn append_with_memory(&self, batch: &[NewBehavior], memory: usize) -> Result<AppendReport> {
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| (batch[i].user_id, batch[i].timestamp, i));
-        let mut writer = Writer::new(self, memory)?;
-        let mut report = AppendReport::default();
-        for i in order {
-            let mut b = batch[i].clone();
-            b.features.normalize();
-            if writer.add(&b)? {
-                report.added += 1;
-            } else {
-                report.duplicates += 1;
-            }
-        }
-        writer.finish()?;
+        let mut writer = self.live_writer(memory)?;
+        let report = writer.add_batch(batch)?;
+        writer.close()?;
         Ok(report)
     }
 }

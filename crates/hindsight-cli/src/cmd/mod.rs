@@ -3,8 +3,10 @@
 pub mod export;
 pub mod info;
 pub mod ingest;
+pub mod loadtest;
 pub mod report;
 pub mod retrieve;
+pub mod serve;
 pub mod synth;
 pub mod train;
 

@@ -1,0 +1,142 @@
+//! Online scoring: one user, many candidate items, one snapshot, one
+//! batched forward pass. This is what the HTTP server calls per request,
+//! built from the same retrieval and featurization as training.
+
+use std::path::Path;
+use std::time::Instant;
+
+use hindsight_core::{AsOf, BehaviorFilter, Target};
+use hindsight_index::{BehaviorIndex, Snapshot};
+use hindsight_model::{Device, Example, TrainedModel};
+use hindsight_retrieval::{Query, Retrieved, Retriever, StrategyKind};
+
+use crate::{EngineError, Result, RetrievalSettings};
+
+/// A trained model with the retrieval settings it was trained with, checked
+/// against the index it serves.
+#[derive(Debug)]
+pub struct Scorer {
+    model: TrainedModel,
+    settings: RetrievalSettings,
+}
+
+/// What to score.
+#[derive(Debug, Clone)]
+pub struct ScoreInput<'a> {
+    /// The user (one with no history is scored with an empty history).
+    pub user_id: u64,
+    /// The candidates, with the features retrieval queries by.
+    pub targets: &'a [Target],
+    /// Only behaviors before this point are used.
+    pub as_of: AsOf,
+    /// Behavior-type and time-window filter of retrieval.
+    pub filter: BehaviorFilter,
+    /// Retrieval strategy (default: the model's).
+    pub strategy: Option<StrategyKind>,
+    /// Budget N (default and maximum: the model's).
+    pub n: Option<usize>,
+    /// When the candidates are shown (unix seconds): time gaps of the
+    /// history are measured from it.
+    pub timestamp: i64,
+}
+
+/// Scores of one [`ScoreInput`], in candidate order.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// Click probability of each candidate.
+    pub scores: Vec<f32>,
+    /// The behaviors retrieved for each candidate, most relevant first.
+    pub retrieved: Vec<Vec<Retrieved>>,
+    /// The user's history length in the snapshot scored from.
+    pub history_len: u64,
+    /// Seconds spent retrieving.
+    pub retrieval_secs: f64,
+    /// Seconds spent building the batch and in the forward pass.
+    pub model_secs: f64,
+}
+
+impl Scorer {
+    /// Loads the model in `dir` onto `device` and checks that it was
+    /// trained on an index of the same dataset as `index`.
+    pub fn load(dir: impl AsRef<Path>, device: Device, index: &BehaviorIndex) -> Result<Scorer> {
+        let model = TrainedModel::load(dir, device)?;
+        Scorer::new(model, index)
+    }
+
+    /// Wraps a loaded model; checks it against `index`.
+    pub fn new(model: TrainedModel, index: &BehaviorIndex) -> Result<Scorer> {
+        let settings = RetrievalSettings::of(&model)?;
+        settings.check_index(index)?;
+        if settings.n != model.n() {
+            return Err(EngineError::Mismatch(format!(
+                "the model's retrieval settings say N={} but its batches hold N={}; retrain it",
+                settings.n,
+                model.n()
+            )));
+        }
+        Ok(Scorer { model, settings })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &TrainedModel {
+        &self.model
+    }
+
+    /// The retrieval settings the model was trained with.
+    pub fn settings(&self) -> &RetrievalSettings {
+        &self.settings
+    }
+
+    /// Retrieves a history for every target from `snapshot` and scores all
+    /// targets in one forward pass.
+    pub fn score(&self, snapshot: &Snapshot, input: &ScoreInput<'_>) -> Result<Scored> {
+        let n = input.n.unwrap_or(self.settings.n);
+        if n == 0 || n > self.settings.n {
+            return Err(EngineError::InvalidInput(format!(
+                "n must be between 1 and {} (the N the model was trained with), got {n}",
+                self.settings.n
+            )));
+        }
+        if input.targets.is_empty() {
+            return Err(EngineError::InvalidInput(
+                "there is nothing to score: give at least one candidate".into(),
+            ));
+        }
+        let strategy = input.strategy.unwrap_or(self.settings.strategy);
+        let t0 = Instant::now();
+        let queries: Vec<Query<'_>> = input
+            .targets
+            .iter()
+            .map(|t| {
+                Query::new(t, n)
+                    .as_of(input.as_of)
+                    .filter(input.filter.clone())
+            })
+            .collect();
+        let retrieved =
+            Retriever::new(strategy).retrieve_many(snapshot, input.user_id, &queries)?;
+        let history_len = snapshot.history(input.user_id).len();
+        let t1 = Instant::now();
+        let examples: Vec<Example> = input
+            .targets
+            .iter()
+            .zip(&retrieved)
+            .map(|(t, r)| Example {
+                user_id: input.user_id,
+                label: 0,
+                target: t.clone(),
+                timestamp: input.timestamp,
+                history: r.iter().map(|r| r.behavior.clone()).collect(),
+            })
+            .collect();
+        let batch = self.model.batch(&examples)?;
+        let scores = self.model.score_batch(&batch)?;
+        Ok(Scored {
+            scores,
+            retrieved,
+            history_len,
+            retrieval_secs: (t1 - t0).as_secs_f64(),
+            model_secs: t1.elapsed().as_secs_f64(),
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! Request parsing that answers every mistake with a precise JSON error.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use crate::error::ApiError;
+
+/// A JSON body. Unlike `axum::Json` it does not insist on a JSON
+/// Content-Type (so `curl -d '{...}'` works), and its rejections are
+/// [`ApiError`]s: 400 `malformed_json`, 422 `invalid_request` (a missing
+/// or unknown field, a wrong type, a negative id...), 413 `body_too_large`.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "empty_body",
+                "the request has no body; send a JSON object",
+            ));
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Reads the whole body within the configured size limit.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than the server's max_body_bytes; send fewer candidates or behaviors per request",
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body into `T`, mapping serde's errors to API errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        Category::Data => ApiError::invalid("invalid_request", e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        ),
+    })
+}

@@ -1,0 +1,198 @@
+//! What the server serves (a model and an index, swapped atomically on
+//! reload) and the limits requests share.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hindsight_engine::Scorer;
+use hindsight_index::BehaviorIndex;
+use hindsight_model::Device;
+use tokio::sync::Semaphore;
+
+use crate::api::ServingInfo;
+use crate::appender::Appender;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::ServerError;
+
+/// A model and the index it scores from, with the index's writer.
+pub struct Serving {
+    /// Increases by one with each reload.
+    pub generation: u64,
+    /// The model folder.
+    pub model_path: PathBuf,
+    /// The index.
+    pub index: Arc<BehaviorIndex>,
+    /// The model and its retrieval settings.
+    pub scorer: Scorer,
+    /// The index's writer.
+    pub appender: Arc<Appender>,
+}
+
+impl Serving {
+    /// What is served, for readyz and reload answers.
+    pub fn info(&self) -> ServingInfo {
+        let s = self.scorer.settings();
+        ServingInfo {
+            generation: self.generation,
+            model: self.model_path.display().to_string(),
+            model_kind: self.scorer.model().config().kind.as_str().to_owned(),
+            strategy: s.strategy.as_str().to_owned(),
+            n: s.n,
+            index: self.index.path().display().to_string(),
+            dataset: self.index.manifest().mapping_name.clone(),
+            index_behaviors: self.index.snapshot().num_behaviors(),
+        }
+    }
+}
+
+/// State shared by all requests.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: ServerConfig,
+    /// What is being served.
+    pub serving: ArcSwap<Serving>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Admission: scoring and read requests in flight (try-acquire; none
+    /// left means 503).
+    pub admission: Arc<Semaphore>,
+    /// Requests doing CPU work at once.
+    pub workers: Arc<Semaphore>,
+    /// Set when shutting down: readyz fails, new work is refused.
+    pub draining: AtomicBool,
+    reload_lock: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+}
+
+fn device(cfg: &ServerConfig) -> Result<Device, ServerError> {
+    cfg.device
+        .parse()
+        .map_err(|e: hindsight_model::ModelError| ServerError::Config(e.to_string()))
+}
+
+impl AppState {
+    /// Opens the index, takes its writer lock, loads the model and checks
+    /// that the two belong together. Blocking.
+    pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
+        config.validate()?;
+        hindsight_model::set_cpu_threads(config.torch_threads);
+        let metrics = Metrics::new();
+        let index = Arc::new(BehaviorIndex::open(&config.index)?);
+        let scorer = Scorer::load(&config.model, device(&config)?, &index)?;
+        let appender = Arc::new(Appender::start(
+            index.clone(),
+            config.max_queued_appends,
+            metrics.clone(),
+        )?);
+        let serving = Serving {
+            generation: 1,
+            model_path: config.model.clone(),
+            index,
+            scorer,
+            appender,
+        };
+        Ok(Arc::new(AppState {
+            admission: Arc::new(Semaphore::new(config.max_in_flight)),
+            workers: Arc::new(Semaphore::new(config.workers)),
+            config,
+            serving: ArcSwap::from_pointee(serving),
+            metrics,
+            draining: AtomicBool::new(false),
+            reload_lock: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(1),
+        }))
+    }
+
+    /// Loads a model (and, if given and different, an index) and swaps them
+    /// in; requests in flight finish on the old pair. A model that does not
+    /// fit the index, or files that fail to load, are refused and the old
+    /// pair keeps serving. Without arguments, re-reads the current paths.
+    pub async fn reload(
+        self: &Arc<Self>,
+        model: Option<PathBuf>,
+        index: Option<PathBuf>,
+    ) -> Result<ServingInfo, ServerError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || this.load_next(model, index))
+            .await
+            .map_err(|e| ServerError::Config(format!("the reload task failed: {e}")))?;
+        match result {
+            Ok((next, old_appender)) => {
+                let info = next.info();
+                self.serving.store(Arc::new(next));
+                if let Some(old) = old_appender {
+                    // Finish the old index's queued appends and release its
+                    // writer lock, off the runtime.
+                    tokio::task::spawn_blocking(move || old.close());
+                }
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(generation = info.generation, model = %info.model, index = %info.index, "reloaded");
+                Ok(info)
+            }
+            Err(e) => {
+                self.metrics.reloads.with_label_values(&["refused"]).inc();
+                tracing::warn!(error = %e, "reload refused; still serving the previous model and index");
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn load_next(
+        &self,
+        model: Option<PathBuf>,
+        index: Option<PathBuf>,
+    ) -> Result<(Serving, Option<Arc<Appender>>), ServerError> {
+        let current = self.serving.load_full();
+        let model_path = model.unwrap_or_else(|| current.model_path.clone());
+        let same_index = index
+            .as_deref()
+            .is_none_or(|p| same_path(p, current.index.path()));
+        let index = match &index {
+            Some(path) if !same_index => Arc::new(BehaviorIndex::open(path)?),
+            _ => current.index.clone(),
+        };
+        // The model is checked against the index before the index's writer
+        // lock is taken.
+        let scorer = Scorer::load(&model_path, device(&self.config)?, &index)?;
+        let (appender, old) = if same_index {
+            (current.appender.clone(), None)
+        } else {
+            let appender = Appender::start(
+                index.clone(),
+                self.config.max_queued_appends,
+                self.metrics.clone(),
+            )?;
+            (Arc::new(appender), Some(current.appender.clone()))
+        };
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok((
+            Serving {
+                generation,
+                model_path,
+                index,
+                scorer,
+                appender,
+            },
+            old,
+        ))
+    }
+
+    /// Stops taking appends and waits for the writer to commit and release
+    /// the index. Blocking.
+    pub fn close(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.serving.load().appender.close();
+    }
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
