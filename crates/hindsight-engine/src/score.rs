@@ -3,6 +3,7 @@
 //! built from the same retrieval and featurization as training.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use hindsight_core::{AsOf, BehaviorFilter, Target};
@@ -14,9 +15,14 @@ use crate::{EngineError, Result, RetrievalSettings};
 
 /// A trained model with the retrieval settings it was trained with, checked
 /// against the index it serves.
+///
+/// A [`TrainedModel`] runs one forward pass at a time (libtorch modules are
+/// not `Sync`), so a scorer holds one replica of the weights per thread
+/// that should score in parallel; each call takes a free replica.
 #[derive(Debug)]
 pub struct Scorer {
-    model: TrainedModel,
+    replicas: Vec<TrainedModel>,
+    free: Mutex<Vec<usize>>,
     settings: RetrievalSettings,
 }
 
@@ -53,17 +59,30 @@ pub struct Scored {
     pub retrieval_secs: f64,
     /// Seconds spent building the batch and in the forward pass.
     pub model_secs: f64,
+    /// Of `model_secs`, seconds spent building the batch (featurizing).
+    pub batch_secs: f64,
 }
 
 impl Scorer {
-    /// Loads the model in `dir` onto `device` and checks that it was
-    /// trained on an index of the same dataset as `index`.
-    pub fn load(dir: impl AsRef<Path>, device: Device, index: &BehaviorIndex) -> Result<Scorer> {
-        let model = TrainedModel::load(dir, device)?;
-        Scorer::new(model, index)
+    /// Loads `replicas` (at least 1) copies of the model in `dir` onto
+    /// `device` and checks that it was trained on an index of the same
+    /// dataset as `index`.
+    pub fn load(
+        dir: impl AsRef<Path>,
+        device: Device,
+        index: &BehaviorIndex,
+        replicas: usize,
+    ) -> Result<Scorer> {
+        let dir = dir.as_ref();
+        let mut scorer = Scorer::new(TrainedModel::load(dir, device)?, index)?;
+        for i in 1..replicas {
+            scorer.replicas.push(TrainedModel::load(dir, device)?);
+            scorer.free.get_mut().expect("fresh lock").push(i);
+        }
+        Ok(scorer)
     }
 
-    /// Wraps a loaded model; checks it against `index`.
+    /// Wraps a loaded model (one replica); checks it against `index`.
     pub fn new(model: TrainedModel, index: &BehaviorIndex) -> Result<Scorer> {
         let settings = RetrievalSettings::of(&model)?;
         settings.check_index(index)?;
@@ -74,12 +93,38 @@ impl Scorer {
                 model.n()
             )));
         }
-        Ok(Scorer { model, settings })
+        Ok(Scorer {
+            replicas: vec![model],
+            free: Mutex::new(vec![0]),
+            settings,
+        })
     }
 
-    /// The model.
+    /// The model (its first replica).
     pub fn model(&self) -> &TrainedModel {
-        &self.model
+        &self.replicas[0]
+    }
+
+    /// Number of replicas of the weights.
+    pub fn replicas(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Scores a batch on a free replica (or, when all are busy, waits on
+    /// one of them).
+    fn forward(&self, examples: &[Example]) -> Result<(Vec<f32>, f64)> {
+        let taken = self.free.lock().expect("replica list").pop();
+        let i = taken.unwrap_or(0);
+        let model = &self.replicas[i];
+        let t0 = Instant::now();
+        let result = model
+            .batch(examples)
+            .map(|b| (b, t0.elapsed().as_secs_f64()));
+        let result = result.and_then(|(b, secs)| Ok((model.score_batch(&b)?, secs)));
+        if taken.is_some() {
+            self.free.lock().expect("replica list").push(i);
+        }
+        Ok(result?)
     }
 
     /// The retrieval settings the model was trained with.
@@ -129,14 +174,14 @@ impl Scorer {
                 history: r.iter().map(|r| r.behavior.clone()).collect(),
             })
             .collect();
-        let batch = self.model.batch(&examples)?;
-        let scores = self.model.score_batch(&batch)?;
+        let (scores, batch_secs) = self.forward(&examples)?;
         Ok(Scored {
             scores,
             retrieved,
             history_len,
             retrieval_secs: (t1 - t0).as_secs_f64(),
             model_secs: t1.elapsed().as_secs_f64(),
+            batch_secs,
         })
     }
 }

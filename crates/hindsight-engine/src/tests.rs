@@ -97,7 +97,11 @@ fn scorer_scores_candidates_in_one_pass_like_one_by_one() {
             ..TrainOptions::default()
         };
         let (model, _) = prepared.train(&cfg, opts).unwrap();
+        let saved = _dir.path().join(kind.as_str());
+        model.save(&saved).unwrap();
         let scorer = Scorer::new(model, &index).unwrap();
+        let replicated = Scorer::load(&saved, Device::Cpu, &index, 3).unwrap();
+        assert_eq!(replicated.replicas(), 3);
         let snap = index.snapshot();
         // A duplicate candidate and an item no one has seen are scored too.
         let targets = [

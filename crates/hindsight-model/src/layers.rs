@@ -38,7 +38,7 @@ impl Init {
 #[derive(Debug)]
 pub(crate) struct Linear {
     pub(crate) weight: Tensor,
-    bias: Option<Tensor>,
+    pub(crate) bias: Option<Tensor>,
 }
 
 impl Linear {

@@ -109,6 +109,8 @@ pub struct Timing {
     pub retrieval: u64,
     /// Building the batch and the forward pass.
     pub model: u64,
+    /// Of `model`, building the batch (featurizing the histories).
+    pub batch: u64,
     /// In the worker, all included.
     pub total: u64,
 }

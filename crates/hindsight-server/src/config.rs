@@ -57,8 +57,9 @@ pub struct ServerConfig {
     /// libtorch intra-op CPU threads. Default 1: scoring requests already
     /// run in parallel on `workers` threads.
     pub torch_threads: i32,
-    /// Requests doing CPU work (retrieval, forward pass) at once. Default:
-    /// the number of cores.
+    /// Requests doing CPU work (retrieval, forward pass) at once, each with
+    /// its own replica of the model's weights. Default: the number of
+    /// cores.
     pub workers: usize,
     /// Scoring and read requests admitted at once (running or waiting for
     /// a worker); beyond it requests get 503 with Retry-After at once.

@@ -326,6 +326,7 @@ fn score_blocking(
         timing_us: Timing {
             retrieval: us(scored.retrieval_secs),
             model: us(scored.model_secs),
+            batch: us(scored.batch_secs),
             total: us(t0.elapsed().as_secs_f64()),
         },
     })

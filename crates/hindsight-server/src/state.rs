@@ -81,7 +81,7 @@ impl AppState {
         hindsight_model::set_cpu_threads(config.torch_threads);
         let metrics = Metrics::new();
         let index = Arc::new(BehaviorIndex::open(&config.index)?);
-        let scorer = Scorer::load(&config.model, device(&config)?, &index)?;
+        let scorer = Scorer::load(&config.model, device(&config)?, &index, config.workers)?;
         let appender = Arc::new(Appender::start(
             index.clone(),
             config.max_queued_appends,
@@ -158,7 +158,12 @@ impl AppState {
         };
         // The model is checked against the index before the index's writer
         // lock is taken.
-        let scorer = Scorer::load(&model_path, device(&self.config)?, &index)?;
+        let scorer = Scorer::load(
+            &model_path,
+            device(&self.config)?,
+            &index,
+            self.config.workers,
+        )?;
         let (appender, old) = if same_index {
             (current.appender.clone(), None)
         } else {

@@ -51,27 +51,49 @@ impl ActivationUnit {
 
     /// Weights `[B, N]` of keys `[B, N, Di]` with contexts `[B, N, Dc]`
     /// for queries `[B, Di]`.
+    /// Attention logits `[B, N]` of the behaviors `keys` (`[B, N, di]`) with
+    /// contexts `[B, N, dc]` for the targets `query` (`[B, di]`).
+    ///
+    /// The paper's unit applies a dense layer to `[k, q*k, c]` (plus the
+    /// query's own term). Since `W [k, q*k, c] = (W_k + W_qk diag(q)) k +
+    /// W_c c`, the per-target matrix `W_k + W_qk diag(q)` (`[B, H, di]`) is
+    /// built once and applied to all N behaviors with one batched matmul,
+    /// instead of materialising `q*k` and the `[B, N, 2 di + dc]`
+    /// concatenation: the same function with far less memory traffic
+    /// (`reference_forward` in the tests checks they agree).
     fn forward(&self, query: &Tensor, keys: &Tensor, context: &Tensor, train: bool) -> Tensor {
-        let q = query.unsqueeze(1);
-        let input = Tensor::cat(&[keys, &(&q * keys), context], -1);
-        let first = self.behavior.forward(&input) + self.query.forward(query).unsqueeze(1);
+        let di = query.size()[1];
+        let dc = context.size()[2];
+        let w = &self.behavior.weight;
+        let (w_k, w_qk, w_c) = (
+            w.narrow(1, 0, di),
+            w.narrow(1, di, di),
+            w.narrow(1, 2 * di, dc),
+        );
+        let per_target = w_k.unsqueeze(0) + w_qk.unsqueeze(0) * query.unsqueeze(1);
+        let mut bias = self.query.forward(query);
+        if let Some(b) = &self.behavior.bias {
+            bias = bias + b;
+        }
+        let first =
+            keys.bmm(&per_target.transpose(1, 2)) + context.matmul(&w_c.tr()) + bias.unsqueeze(1);
         self.rest
             .forward(&self.act.forward(&first, train), train)
             .squeeze_dim(-1)
     }
+
+    /// The unit as the paper writes it, for checking [`Self::forward`].
+    #[cfg(test)]
+    fn reference_forward(&self, query: &Tensor, keys: &Tensor, context: &Tensor) -> Tensor {
+        let q = query.unsqueeze(1);
+        let input = Tensor::cat(&[keys, &(&q * keys), context], -1);
+        let first = self.behavior.forward(&input) + self.query.forward(query).unsqueeze(1);
+        self.rest
+            .forward(&self.act.forward(&first, false), false)
+            .squeeze_dim(-1)
+    }
 }
 
-/// DIN.
-///
-/// * query `q`: the target's item representation;
-/// * key `k_t`: behavior `t`'s item representation; context `c_t`: its
-///   behavior-type and time-gap embeddings;
-/// * weight `w_t = a([q, k_t, q - k_t, q * k_t, c_t]) * mask_t`, `a` the
-///   local activation unit (PReLU hidden layers `attention_hidden`, linear
-///   output, no softmax);
-/// * interest `sum_t w_t [k_t, c_t]`;
-/// * logit `mlp([interest, q])`, hidden layers `mlp_hidden` with the
-///   configured activation (Dice by default).
 #[derive(Debug)]
 pub struct Din {
     emb: FeatureEmbedding,
@@ -131,5 +153,28 @@ impl CtrModel for Din {
             logits,
             aux_loss: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factored_activation_unit_equals_the_papers_form() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut init = Init::new(7);
+        let (di, dc) = (54, 36);
+        let unit = ActivationUnit::new(&vs.root(), &mut init, di, dc, &[36, 16]);
+        tch::manual_seed(3);
+        let q = Tensor::randn([5, di], (tch::Kind::Float, tch::Device::Cpu));
+        let k = Tensor::randn([5, 7, di], (tch::Kind::Float, tch::Device::Cpu));
+        let c = Tensor::randn([5, 7, dc], (tch::Kind::Float, tch::Device::Cpu));
+        let fast = unit.forward(&q, &k, &c, false);
+        let slow = unit.reference_forward(&q, &k, &c);
+        assert_eq!(fast.size(), vec![5, 7]);
+        let diff = f64::try_from((fast - &slow).abs().max()).unwrap();
+        let scale = f64::try_from(slow.abs().max()).unwrap();
+        assert!(diff <= 1e-4 * scale.max(1.0), "max difference {diff}");
     }
 }
