@@ -63,7 +63,10 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Scoring and read requests admitted at once (running or waiting for
     /// a worker); beyond it requests get 503 with Retry-After at once.
-    pub max_in_flight: usize,
+    /// Default (absent): 4 x workers, so that an admitted request waits
+    /// behind at most about three others per worker instead of queueing
+    /// for hundreds of milliseconds under overload.
+    pub max_in_flight: Option<usize>,
     /// Append requests queued for the writer at most; beyond it, 503.
     pub max_queued_appends: usize,
     /// Most candidates in one score request.
@@ -97,7 +100,7 @@ impl Default for ServerConfig {
             device: "auto".into(),
             torch_threads: 1,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            max_in_flight: 64,
+            max_in_flight: None,
             max_queued_appends: 1024,
             max_candidates: 1000,
             max_append_behaviors: 10_000,
@@ -189,6 +192,11 @@ impl ServerConfig {
         Ok(cfg)
     }
 
+    /// The admission limit: `max_in_flight`, or 4 x `workers`.
+    pub fn in_flight_limit(&self) -> usize {
+        self.max_in_flight.unwrap_or(4 * self.workers)
+    }
+
     /// Checks the values; the message names the key to fix.
     pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |msg: String| Err(ServerError::Config(msg));
@@ -207,7 +215,7 @@ impl ServerConfig {
         let positive = [
             ("torch_threads", self.torch_threads.max(0) as u64),
             ("workers", self.workers as u64),
-            ("max_in_flight", self.max_in_flight as u64),
+            ("max_in_flight", self.in_flight_limit() as u64),
             ("max_queued_appends", self.max_queued_appends as u64),
             ("max_candidates", self.max_candidates as u64),
             ("max_append_behaviors", self.max_append_behaviors as u64),
@@ -220,10 +228,11 @@ impl ServerConfig {
                 return bad(format!("{key} must be at least 1"));
             }
         }
-        if self.max_in_flight < self.workers {
+        if self.in_flight_limit() < self.workers {
             return bad(format!(
                 "max_in_flight ({}) must be at least workers ({})",
-                self.max_in_flight, self.workers
+                self.in_flight_limit(),
+                self.workers
             ));
         }
         if self.token.as_ref().is_some_and(|t| t.0.trim().is_empty()) {

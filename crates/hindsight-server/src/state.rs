@@ -95,7 +95,7 @@ impl AppState {
             appender,
         };
         Ok(Arc::new(AppState {
-            admission: Arc::new(Semaphore::new(config.max_in_flight)),
+            admission: Arc::new(Semaphore::new(config.in_flight_limit())),
             workers: Arc::new(Semaphore::new(config.workers)),
             config,
             serving: ArcSwap::from_pointee(serving),

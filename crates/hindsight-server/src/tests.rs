@@ -401,7 +401,7 @@ async fn token_guards_writes_and_optionally_reads() {
 async fn saturation_sheds_with_retry_after_and_deadlines_hold() {
     let app = App::new(|c| {
         c.workers = 1;
-        c.max_in_flight = 2;
+        c.max_in_flight = Some(2);
         c.request_timeout_ms = 200;
         c.retry_after_secs = 3;
     });

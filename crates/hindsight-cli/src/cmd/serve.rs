@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
-    /// Score/read requests admitted at once; beyond, 503 + Retry-After [default: 64].
+    /// Score/read requests admitted at once; beyond, 503 + Retry-After [default: 4 x workers].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<usize>,

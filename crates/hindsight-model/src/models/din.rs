@@ -73,7 +73,7 @@ impl ActivationUnit {
         let per_target = w_k.unsqueeze(0) + w_qk.unsqueeze(0) * query.unsqueeze(1);
         let mut bias = self.query.forward(query);
         if let Some(b) = &self.behavior.bias {
-            bias = bias + b;
+            bias += b;
         }
         let first =
             keys.bmm(&per_target.transpose(1, 2)) + context.matmul(&w_c.tr()) + bias.unsqueeze(1);
@@ -94,6 +94,17 @@ impl ActivationUnit {
     }
 }
 
+/// DIN.
+///
+/// * query `q`: the target's item representation;
+/// * key `k_t`: behavior `t`'s item representation; context `c_t`: its
+///   behavior-type and time-gap embeddings;
+/// * weight `w_t = a([q, k_t, q - k_t, q * k_t, c_t]) * mask_t`, `a` the
+///   local activation unit (PReLU hidden layers `attention_hidden`, linear
+///   output, no softmax);
+/// * interest `sum_t w_t [k_t, c_t]`;
+/// * logit `mlp([interest, q])`, hidden layers `mlp_hidden` with the
+///   configured activation (Dice by default).
 #[derive(Debug)]
 pub struct Din {
     emb: FeatureEmbedding,
