@@ -43,8 +43,29 @@ enum Command {
     /// Run the whole strategy x model grid and write the evaluation report.
     Report(cmd::report::Args),
     /// Serve the HTTP scoring API (score, append behaviors, hot reload).
+    ///
+    /// Routes (see GET /openapi.json and docs/server.md): POST /v1/score,
+    /// POST /v1/behaviors (acknowledged once committed and visible), GET
+    /// /v1/users/{id}/behaviors, POST /v1/admin/reload, GET /healthz,
+    /// /readyz, /metrics.
+    ///
+    /// Settings come, in increasing precedence, from defaults, the TOML file
+    /// of --config, HINDSIGHT_<KEY> environment variables (e.g.
+    /// HINDSIGHT_TOKEN, HINDSIGHT_MAX_CANDIDATES) and the flags below. The
+    /// file and the environment also take max_queued_appends,
+    /// max_append_behaviors, max_list_limit, max_body_bytes,
+    /// retry_after_secs, shutdown_grace_secs, token and auth_reads.
+    ///
+    /// The server holds the index's writer lock. SIGHUP reloads the model;
+    /// SIGINT/SIGTERM finish in-flight requests, commit and exit.
     Serve(cmd::serve::Args),
     /// Load a running server at a fixed rate and report latency percentiles.
+    ///
+    /// Open loop: requests go out on schedule and latency counts from the
+    /// scheduled time. Score requests (real users, items and categories
+    /// sampled from --index) run at --rate while appends run at
+    /// --append-rate; afterwards every acknowledged behavior is read back,
+    /// and the command fails if one is missing.
     LoadTest(cmd::loadtest::Args),
     /// Write a seeded synthetic Taobao-like log (for scale tests and benchmarks).
     Synth(cmd::synth::Args),

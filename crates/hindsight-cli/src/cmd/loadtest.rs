@@ -21,9 +21,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::json;
 
-/// Load a running server with score requests at a fixed rate while appends
-/// run concurrently; print QPS and latency percentiles per route, then
-/// check that every acknowledged behavior can be read back.
+/// Arguments of `hindsight load-test` (documented on the subcommand).
 #[derive(clap::Args)]
 pub struct Args {
     /// The server.

@@ -7,19 +7,7 @@ use anyhow::{Context, Result};
 use hindsight_server::{AppState, Secret, ServerConfig};
 use serde::Serialize;
 
-/// Serve the HTTP scoring API: score candidates for a user, append
-/// behaviors durably, list a user's behaviors, hot-reload models.
-///
-/// Settings come, in increasing precedence, from defaults, the TOML file of
-/// --config, HINDSIGHT_<KEY> environment variables (e.g. HINDSIGHT_TOKEN,
-/// HINDSIGHT_MAX_CANDIDATES) and the flags below. The config file takes
-/// every key named here in snake case plus max_queued_appends,
-/// max_append_behaviors, max_list_limit, max_body_bytes, retry_after_secs,
-/// shutdown_grace_secs, token and auth_reads.
-///
-/// The server holds the index's writer lock. SIGHUP (or POST
-/// /v1/admin/reload) reloads the model; SIGINT/SIGTERM finish in-flight
-/// requests, commit and exit. Routes: see GET /openapi.json.
+/// Arguments of `hindsight serve` (documented on the subcommand).
 #[derive(clap::Args, Serialize)]
 pub struct Args {
     /// A TOML config file.
