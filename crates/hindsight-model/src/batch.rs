@@ -63,7 +63,10 @@ fn padded(ids: impl Iterator<Item = i64>, width: usize, out: &mut Vec<i64>) {
 impl Batch {
     /// Builds the tensors of `examples` with histories of at most `n`
     /// behaviors (the `n` largest `seq` when a history is longer), on
-    /// `device`.
+    /// `device`. The history axis is padded to the longest history of the
+    /// batch (at least 1, at most `n`), not to `n`: every model masks
+    /// padding, so scores do not change (see the padding test), and a batch
+    /// of short histories costs less.
     pub fn new(
         examples: &[Example],
         vocab: &FeatureVocab,
@@ -111,6 +114,12 @@ impl Batch {
         }
         let c = c.min(vocab.max_categories.max(1));
         let t = t.min(vocab.max_tags.max(1));
+        let n = histories
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .clamp(1, n);
 
         let mut target_item = Vec::with_capacity(b);
         let mut target_cats = Vec::with_capacity(b * c);
@@ -186,7 +195,8 @@ impl Batch {
         self.size == 0
     }
 
-    /// The history length N of the padded tensors.
+    /// The width of the padded history axis (the longest history of the
+    /// batch, at most the model's N).
     pub fn n(&self) -> usize {
         self.n
     }

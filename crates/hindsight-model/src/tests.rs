@@ -108,8 +108,11 @@ fn tiny_forward_pass() {
     for kind in KINDS {
         let net = Net::new(&small_config(kind), &vocab, tch::Device::Cpu);
         let mut batch = Batch::new(&examples, &vocab, 8, tch::Device::Cpu).unwrap();
-        assert_eq!(batch.history_items.size(), [4, 8]);
-        assert_eq!(batch.history_categories.size()[..2], [4, 8]);
+        // The history axis is as wide as the longest history, not N = 8.
+        let longest = examples.iter().map(|e| e.history.len()).max().unwrap() as i64;
+        assert!(longest < 8);
+        assert_eq!(batch.history_items.size(), [4, longest]);
+        assert_eq!(batch.history_categories.size()[..2], [4, longest]);
         batch.sample_negatives(&mut ChaCha8Rng::seed_from_u64(0));
         let out = net.model.forward_t(&batch, true);
         assert_eq!(out.logits.size(), [4], "{kind}");
@@ -134,9 +137,23 @@ fn batch_sorts_truncates_and_pads() {
     let items = Vec::<i64>::try_from(batch.history_items.view([-1])).unwrap();
     assert_eq!(items, vec![vocab.item(12), vocab.item(13), vocab.item(14)]);
     let padded = Batch::new(std::slice::from_ref(&ex), &vocab, 8, tch::Device::Cpu).unwrap();
+    // Padded only to the longest history of the batch.
     let mask = Vec::<f32>::try_from(padded.mask.view([-1])).unwrap();
-    assert_eq!(mask, vec![1., 1., 1., 1., 1., 0., 0., 0.]);
-    assert_eq!(padded.lengths.int64_value(&[0]), 5);
+    assert_eq!(mask, vec![1., 1., 1., 1., 1.]);
+    assert_eq!((padded.n(), padded.lengths.int64_value(&[0])), (5, 5));
+    let mut short = ex.clone();
+    short.history.truncate(2);
+    let two = Batch::new(&[ex.clone(), short], &vocab, 8, tch::Device::Cpu).unwrap();
+    let mask = Vec::<f32>::try_from(two.mask.view([-1])).unwrap();
+    assert_eq!(mask, vec![1., 1., 1., 1., 1., 1., 1., 0., 0., 0.]);
+    let mut cold = ex.clone();
+    cold.history.clear();
+    let empty = Batch::new(&[cold], &vocab, 8, tch::Device::Cpu).unwrap();
+    assert_eq!(
+        empty.n(),
+        1,
+        "an empty history still has one (padding) slot"
+    );
     assert!(Batch::new(&[], &vocab, 8, tch::Device::Cpu).is_err());
 }
 
