@@ -181,13 +181,14 @@ fn markdown(r: &Report) -> String {
             e.device
         );
     }
-    s += "\nAUC by history length (test samples, DIN at the main N):\n\n| strategy |";
     let din: Vec<&Row> = r
         .rows
         .iter()
         .filter(|x| x.model == "din" && x.n == r.rows[0].n)
         .collect();
+    // The by-history table and the plot are drawn from DIN runs only.
     if let Some(first) = din.first() {
+        s += "\nAUC by history length (test samples, DIN at the main N):\n\n| strategy |";
         for b in &first.eval.by_history {
             s += &format!(
                 " [{}, {}) |",
@@ -211,8 +212,8 @@ fn markdown(r: &Report) -> String {
             }
             s += "\n";
         }
+        s += "\n![AUC by history length](auc_by_history.png)\n";
     }
-    s += "\n![AUC by history length](auc_by_history.png)\n";
     s
 }
 
@@ -385,9 +386,16 @@ pub fn run(a: Args) -> Result<()> {
     }
     plot(&report, &a.out.join("auc_by_history.png"))?;
     write(&report, &a.out)?;
+    let has_plot = report.rows.first().is_some_and(|first| {
+        report
+            .rows
+            .iter()
+            .any(|x| x.model == "din" && x.n == first.n)
+    });
     println!(
-        "wrote {}/report.md, report.json, auc_by_history.png",
-        a.out.display()
+        "wrote {}/report.md, report.json{}",
+        a.out.display(),
+        if has_plot { ", auc_by_history.png" } else { "" }
     );
     Ok(())
 }
