@@ -1,16 +1,15 @@
 //! Tests of the `hindsight` binary: JSON outputs, error messages for bad
 //! input, and crash safety of ingest under `kill -9`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hindsight_core::AsOf;
 use hindsight_index::BehaviorIndex;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hindsight"))
-}
+mod common;
+use common::{bin, taobao_csv};
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run hindsight")
@@ -32,15 +31,6 @@ fn stdout_json(out: &Output) -> serde_json::Value {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn taobao_csv() -> Option<PathBuf> {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/taobao/UserBehavior.csv");
-    p.exists().then_some(p).or_else(|| {
-        eprintln!("skipping: real data not found");
-        None
-    })
 }
 
 #[test]

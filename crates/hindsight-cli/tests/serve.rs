@@ -5,24 +5,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hindsight"))
-}
-
-fn taobao_csv() -> Option<PathBuf> {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/taobao/UserBehavior.csv");
-    p.exists().then_some(p).or_else(|| {
-        eprintln!("skipping: real data not found");
-        None
-    })
-}
+mod common;
+use common::{bin, taobao_csv};
 
 fn ok(cmd: &mut Command) {
     let out = cmd.output().expect("run hindsight");

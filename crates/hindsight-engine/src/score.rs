@@ -115,16 +115,11 @@ impl Scorer {
     fn forward(&self, examples: &[Example]) -> Result<(Vec<f32>, f64)> {
         let taken = self.free.lock().expect("replica list").pop();
         let i = taken.unwrap_or(0);
-        let model = &self.replicas[i];
-        let t0 = Instant::now();
-        let result = model
-            .batch(examples)
-            .map(|b| (b, t0.elapsed().as_secs_f64()));
-        let result = result.and_then(|(b, secs)| Ok((model.score_batch(&b)?, secs)));
+        let result = batch_and_score(&self.replicas[i], examples);
         if taken.is_some() {
             self.free.lock().expect("replica list").push(i);
         }
-        Ok(result?)
+        result
     }
 
     /// The retrieval settings the model was trained with.
@@ -184,4 +179,13 @@ impl Scorer {
             batch_secs,
         })
     }
+}
+
+/// Scores on one replica; returns the scores and the seconds spent building
+/// the batch.
+fn batch_and_score(model: &TrainedModel, examples: &[Example]) -> Result<(Vec<f32>, f64)> {
+    let t0 = Instant::now();
+    let batch = model.batch(examples)?;
+    let batch_secs = t0.elapsed().as_secs_f64();
+    Ok((model.score_batch(&batch)?, batch_secs))
 }

@@ -132,6 +132,30 @@ impl AppState {
     }
 }
 
+/// Refuses an empty list, or one longer than the configured `max`:
+/// `(field, config key)` name them in the message, `(empty, too many)` are
+/// the error codes.
+fn check_count(
+    len: usize,
+    max: usize,
+    (field, key): (&str, &str),
+    (empty, too_many): (&'static str, &'static str),
+) -> Result<(), ApiError> {
+    if len == 0 {
+        return Err(ApiError::invalid(
+            empty,
+            format!("{field} is empty; give at least one"),
+        ));
+    }
+    if len > max {
+        return Err(ApiError::invalid(
+            too_many,
+            format!("{len} {field} given, the most one request may hold is {max} ({key}); split the request"),
+        ));
+    }
+    Ok(())
+}
+
 /// Resolves ids or names against a vocabulary. With an empty vocabulary
 /// (numeric ids in the logs, e.g. taobao categories) names must be numbers.
 fn resolve(vocab: &Vocab, given: &[IdOrName], what: &str) -> Result<Vec<u64>, ApiError> {
@@ -229,22 +253,12 @@ pub async fn score(
     ApiJson(req): ApiJson<ScoreRequest>,
 ) -> Result<Json<ScoreResponse>, ApiError> {
     check_user(req.user_id, "user_id")?;
-    if req.candidates.is_empty() {
-        return Err(ApiError::invalid(
-            "empty_candidates",
-            "candidates is empty; give at least one item to score",
-        ));
-    }
-    if req.candidates.len() > st.config.max_candidates {
-        return Err(ApiError::invalid(
-            "too_many_candidates",
-            format!(
-                "{} candidates given, the most one request may hold is {} (max_candidates); split the request",
-                req.candidates.len(),
-                st.config.max_candidates
-            ),
-        ));
-    }
+    check_count(
+        req.candidates.len(),
+        st.config.max_candidates,
+        ("candidates", "max_candidates"),
+        ("empty_candidates", "too_many_candidates"),
+    )?;
     let strategy = match &req.strategy {
         None => None,
         Some(s) => Some(
@@ -352,21 +366,12 @@ pub async fn append(
     ApiJson(req): ApiJson<AppendRequest>,
 ) -> Result<Json<AppendResponse>, ApiError> {
     let n = req.behaviors.len();
-    if n == 0 {
-        return Err(ApiError::invalid(
-            "empty_behaviors",
-            "behaviors is empty; give at least one behavior to append",
-        ));
-    }
-    if n > st.config.max_append_behaviors {
-        return Err(ApiError::invalid(
-            "too_many_behaviors",
-            format!(
-                "{n} behaviors given, the most one request may hold is {} (max_append_behaviors); split the request",
-                st.config.max_append_behaviors
-            ),
-        ));
-    }
+    check_count(
+        n,
+        st.config.max_append_behaviors,
+        ("behaviors", "max_append_behaviors"),
+        ("empty_behaviors", "too_many_behaviors"),
+    )?;
     for (i, b) in req.behaviors.iter().enumerate() {
         check_user(b.user_id, &format!("behaviors[{i}].user_id"))?;
         if b.timestamp.is_some_and(|t| t < 0) {
@@ -424,45 +429,44 @@ pub async fn append(
 }
 
 fn to_new_behaviors(snap: &Snapshot, req: &AppendRequest) -> Result<Vec<NewBehavior>, ApiError> {
-    let types = &snap.state().vocabs.behavior_types;
     let now = now_secs();
     req.behaviors
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            let behavior_type = match &b.behavior_type {
-                None => 0,
-                Some(t) => {
-                    let id = resolve(types, std::slice::from_ref(t), "behavior type")
-                        .map_err(|e| ApiError {
-                            message: format!("behaviors[{i}]: {}", e.message),
-                            ..e
-                        })?[0];
-                    if id > u8::MAX as u64 || (!types.is_empty() && id >= types.len() as u64) {
-                        return Err(ApiError::invalid(
-                            "unknown_name",
-                            format!(
-                                "behaviors[{i}].behavior_type {id} is not a known type id (known: {})",
-                                types.names().join(", ")
-                            ),
-                        ));
-                    }
-                    id as u8
-                }
-            };
-            Ok(NewBehavior {
-                user_id: b.user_id,
-                item_id: b.item_id,
-                features: features(snap, b.item_id, &b.category_id, &b.categories, &b.tags)
-                    .map_err(|e| ApiError {
-                        message: format!("behaviors[{i}]: {}", e.message),
-                        ..e
-                    })?,
-                behavior_type,
-                timestamp: b.timestamp.unwrap_or(now),
+            to_new_behavior(snap, b, now).map_err(|e| ApiError {
+                message: format!("behaviors[{i}]: {}", e.message),
+                ..e
             })
         })
         .collect()
+}
+
+fn to_new_behavior(snap: &Snapshot, b: &BehaviorIn, now: i64) -> Result<NewBehavior, ApiError> {
+    let types = &snap.state().vocabs.behavior_types;
+    let behavior_type = match &b.behavior_type {
+        None => 0,
+        Some(t) => {
+            let id = resolve(types, std::slice::from_ref(t), "behavior type")?[0];
+            if id > u8::MAX as u64 || (!types.is_empty() && id >= types.len() as u64) {
+                return Err(ApiError::invalid(
+                    "unknown_name",
+                    format!(
+                        "behavior_type {id} is not a known type id (known: {})",
+                        types.names().join(", ")
+                    ),
+                ));
+            }
+            id as u8
+        }
+    };
+    Ok(NewBehavior {
+        user_id: b.user_id,
+        item_id: b.item_id,
+        features: features(snap, b.item_id, &b.category_id, &b.categories, &b.tags)?,
+        behavior_type,
+        timestamp: b.timestamp.unwrap_or(now),
+    })
 }
 
 /// A user's newest behaviors.

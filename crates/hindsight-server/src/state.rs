@@ -141,7 +141,6 @@ impl AppState {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn load_next(
         &self,
         model: Option<PathBuf>,

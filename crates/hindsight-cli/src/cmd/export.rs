@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use hindsight_index::BehaviorIndex;
-use hindsight_retrieval::{Retriever, StrategyKind};
+use hindsight_retrieval::Retriever;
 use hindsight_samples::{build_samples, export, retrieve_histories, ExportMeta, Protocol};
 
 /// Export the evaluation-protocol samples with their retrieved histories.
@@ -20,12 +20,8 @@ pub struct Args {
     /// Index folder.
     #[arg(long)]
     pub index: PathBuf,
-    /// Retrieval strategy: recent, sim-hard, ubr, hybrid.
-    #[arg(long, default_value = "ubr")]
-    pub strategy: String,
-    /// Budget: at most N behaviors per sample.
-    #[arg(short = 'n', long = "n", default_value_t = 50)]
-    pub n: usize,
+    #[command(flatten)]
+    pub retrieval: super::RetrievalArgs,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -41,8 +37,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let kind: StrategyKind = a.strategy.parse()?;
-    anyhow::ensure!(a.n > 0, "-n must be at least 1");
+    let (kind, n) = a.retrieval.parse()?;
     let index = BehaviorIndex::open(&a.index)?;
     let snap = index.snapshot();
     let protocol = Protocol {
@@ -51,10 +46,10 @@ pub fn run(a: Args) -> Result<()> {
     };
     let t0 = Instant::now();
     let (samples, counts) = build_samples(&snap, &protocol)?;
-    let histories = retrieve_histories(&snap, &samples, &Retriever::new(kind), a.n, a.threads)?;
+    let histories = retrieve_histories(&snap, &samples, &Retriever::new(kind), n, a.threads)?;
     let meta = ExportMeta {
         strategy: kind.as_str().to_owned(),
-        n: a.n,
+        n,
         protocol,
         counts: counts.clone(),
         index: a.index.display().to_string(),
@@ -64,12 +59,12 @@ pub fn run(a: Args) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
         return super::print_json(&serde_json::json!({
-            "out": a.out, "strategy": kind.as_str(), "n": a.n, "counts": counts, "elapsed_secs": secs,
+            "out": a.out, "strategy": kind.as_str(), "n": n, "counts": counts, "elapsed_secs": secs,
         }));
     }
     println!(
         "exported {} samples ({} positives; train {}, valid {}, test {}) with {} N={} histories to {} in {:.1} s",
-        samples.len(), counts.positives, counts.train, counts.valid, counts.test, kind, a.n, a.out.display(), secs
+        samples.len(), counts.positives, counts.train, counts.valid, counts.test, kind, n, a.out.display(), secs
     );
     Ok(())
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use hindsight_core::{AsOf, BehaviorFilter, ItemFeatures, Target};
 use hindsight_index::BehaviorIndex;
 use hindsight_logs::{Vocab, Vocabularies};
-use hindsight_retrieval::{Query, Retriever, StrategyKind};
+use hindsight_retrieval::{Query, Retriever};
 use serde::Serialize;
 
 /// Retrieve the behaviors of a user most relevant to a target item.
@@ -33,12 +33,8 @@ pub struct Args {
     /// Target tag name or id (repeatable); default: looked up.
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-    /// Retrieval strategy: recent, sim-hard, ubr, hybrid.
-    #[arg(long, default_value = "ubr")]
-    pub strategy: String,
-    /// Budget: at most this many behaviors.
-    #[arg(short = 'n', long = "n", default_value_t = 50)]
-    pub n: usize,
+    #[command(flatten)]
+    pub retrieval: super::RetrievalArgs,
     /// Only behaviors with a smaller sequence number.
     #[arg(long)]
     pub as_of_seq: Option<u32>,
@@ -117,10 +113,7 @@ fn resolve(vocab: &Vocab, raw: &[String], what: &str) -> Result<Vec<u64>> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let kind: StrategyKind = a.strategy.parse()?;
-    if a.n == 0 {
-        bail!("-n must be at least 1");
-    }
+    let (kind, n) = a.retrieval.parse()?;
     let index = BehaviorIndex::open(&a.index)?;
     let snap = index.snapshot();
     let vocabs: &Vocabularies = &snap.state().vocabs;
@@ -162,7 +155,7 @@ pub fn run(a: Args) -> Result<()> {
         timestamp: a.as_of_ts,
     };
     let retriever = Retriever::new(kind);
-    let query = Query::new(&target, a.n).as_of(as_of).filter(filter);
+    let query = Query::new(&target, n).as_of(as_of).filter(filter);
     let t0 = Instant::now();
     let hits = retriever.retrieve(&snap, a.user, &query)?;
     let elapsed_us = t0.elapsed().as_secs_f64() * 1e6;
@@ -181,7 +174,7 @@ pub fn run(a: Args) -> Result<()> {
             tags: names(&vocabs.tags, &target.features.tags),
         },
         strategy: kind.as_str(),
-        n: a.n,
+        n,
         as_of,
         history_len,
         elapsed_us,

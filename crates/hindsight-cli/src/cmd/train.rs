@@ -8,7 +8,6 @@ use hindsight_index::BehaviorIndex;
 use hindsight_model::{
     Device, ModelConfig, ModelKind, TrainEvent, TrainOptions, TrainReport, TrainedModel,
 };
-use hindsight_retrieval::StrategyKind;
 use hindsight_samples::Protocol;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -26,12 +25,8 @@ pub struct TrainArgs {
     /// Model: sum_pool, din, dien.
     #[arg(long, default_value = "din")]
     pub model: String,
-    /// Retrieval strategy: recent, sim-hard, ubr, hybrid.
-    #[arg(long, default_value = "ubr")]
-    pub strategy: String,
-    /// Budget: at most N behaviors per sample.
-    #[arg(short = 'n', long = "n", default_value_t = 50)]
-    pub n: usize,
+    #[command(flatten)]
+    pub retrieval: super::RetrievalArgs,
     /// Output model folder (config.json + weights.safetensors).
     #[arg(long)]
     pub out: PathBuf,
@@ -145,9 +140,8 @@ pub fn train_with_progress(
 }
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
-    let strategy: StrategyKind = a.strategy.parse()?;
+    let (strategy, n) = a.retrieval.parse()?;
     let device: Device = a.device.parse()?;
-    anyhow::ensure!(a.n > 0, "-n must be at least 1");
     let mut cfg = model_config(&a.model, a.config.as_deref(), a.epochs)?;
     cfg.seed = a.seed;
     device.resolve()?;
@@ -157,7 +151,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         seed: a.seed,
         ..Protocol::default()
     };
-    let prepared = Prepared::new(&index, strategy, a.n, protocol, 2)?;
+    let prepared = Prepared::new(&index, strategy, n, protocol, 2)?;
     if !a.json {
         eprintln!(
             "{} samples (train {}, valid {}, test {}); {} N={} retrieval in {:.1} s",
@@ -166,7 +160,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
             prepared.counts.valid,
             prepared.counts.test,
             strategy,
-            a.n,
+            n,
             prepared.retrieval_secs
         );
     }
@@ -182,7 +176,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         cfg.kind,
         a.index.display(),
         strategy,
-        a.n,
+        n,
         report.seconds,
         report.device,
         report.best_epoch,

@@ -59,8 +59,9 @@ impl ActivationUnit {
     /// W_c c`, the per-target matrix `W_k + W_qk diag(q)` (`[B, H, di]`) is
     /// built once and applied to all N behaviors with one batched matmul,
     /// instead of materialising `q*k` and the `[B, N, 2 di + dc]`
-    /// concatenation: the same function with far less memory traffic
-    /// (`reference_forward` in the tests checks they agree).
+    /// concatenation (`reference_forward` in the tests checks they agree).
+    /// The DIN criterion bench measured no speed difference between the two
+    /// forms on a 2-core EPYC (docs/benchmarks.md).
     fn forward(&self, query: &Tensor, keys: &Tensor, context: &Tensor, train: bool) -> Tensor {
         let di = query.size()[1];
         let dc = context.size()[2];
