@@ -14,14 +14,12 @@ use serde_json::{json, Value};
 mod common;
 use common::{bin, taobao_csv};
 
-fn ok(cmd: &mut Command) {
+/// Runs `cmd`, asserts success, returns its stderr.
+fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run hindsight");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed: {stderr}");
+    stderr
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, JSON body).
@@ -113,7 +111,7 @@ fn serve_score_append_sigkill_restart_keeps_every_acknowledged_behavior() {
         .arg(&csv)
         .arg("--index")
         .arg(&index));
-    ok(bin()
+    let log = ok(bin()
         .args([
             "train",
             "--model",
@@ -131,6 +129,11 @@ fn serve_score_append_sigkill_restart_keeps_every_acknowledged_behavior() {
         .arg(&index)
         .arg("--out")
         .arg(&model));
+    // Without a terminal the progress bar is hidden; the epoch line is not.
+    assert!(
+        log.contains("epoch 1: train loss") && log.contains("valid logloss"),
+        "no epoch line in the training log: {log}"
+    );
 
     let mut server = serve(&index, &model);
     let addr = server.addr.clone();

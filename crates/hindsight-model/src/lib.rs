@@ -53,7 +53,7 @@ mod vocab;
 mod tests;
 
 pub use batch::Batch;
-pub use config::{Activation, ModelConfig, ModelKind};
+pub use config::{Activation, ModelConfig, ModelKind, StopMetric};
 pub use device::{device_name, set_cpu_threads, Device};
 pub use error::{ModelError, Result};
 pub use example::Example;

@@ -168,9 +168,16 @@ fn assert_close(a: &[f32], b: &[f32], what: &str) {
 fn padding_does_not_change_scores() {
     let examples = synthetic(6, 9, 2);
     let vocab = FeatureVocab::build(&examples);
-    for kind in KINDS {
-        let short = TrainedModel::init(small_config(kind), vocab.clone(), 10, Device::Cpu).unwrap();
-        let long = TrainedModel::init(small_config(kind), vocab.clone(), 50, Device::Cpu).unwrap();
+    // DIEN also without the sum-pooled history (the paper's figure 2).
+    let paper_dien = ModelConfig {
+        dien_sum_pooling: false,
+        ..small_config(ModelKind::Dien)
+    };
+    let configs = KINDS.map(small_config).into_iter().chain([paper_dien]);
+    for cfg in configs {
+        let kind = format!("{} (sum pooling {})", cfg.kind, cfg.dien_sum_pooling);
+        let short = TrainedModel::init(cfg.clone(), vocab.clone(), 10, Device::Cpu).unwrap();
+        let long = TrainedModel::init(cfg, vocab.clone(), 50, Device::Cpu).unwrap();
         let a = short.score(&examples).unwrap();
         let b = long.score(&examples).unwrap();
         assert_close(&a, &b, &format!("{kind}: N=10 vs N=50"));
@@ -269,20 +276,32 @@ fn early_stopping_keeps_the_best_epoch() {
     for e in &mut valid_set {
         e.label = u8::from(rng.random_bool(0.5));
     }
-    let mut cfg = small_config(ModelKind::SumPool);
-    cfg.epochs = 30;
-    cfg.patience = 1;
-    let (model, report) = train(&cfg, &train_set, &valid_set, cpu_opts(6, 1)).unwrap();
-    assert!(report.stopped_early);
-    let best = report.best_valid_auc.unwrap();
-    assert!(report.epochs.iter().all(|e| e.valid_auc.unwrap() <= best));
-    let probs = model.score(&valid_set).unwrap();
     let labels: Vec<u8> = valid_set.iter().map(|e| e.label).collect();
-    let auc = hindsight_core::metrics::auc(&probs, &labels).unwrap();
-    assert!(
-        (auc - best).abs() < 1e-9,
-        "restored weights give {auc}, best was {best}"
-    );
+    for metric in [StopMetric::Auc, StopMetric::AucMinusLogloss] {
+        let mut cfg = small_config(ModelKind::SumPool);
+        cfg.epochs = 30;
+        cfg.patience = 1;
+        cfg.stop_metric = metric;
+        let (model, report) = train(&cfg, &train_set, &valid_set, cpu_opts(6, 1)).unwrap();
+        assert!(report.stopped_early, "{metric:?}");
+        let score = |e: &EpochReport| metric.score(e.valid_auc, e.valid_logloss);
+        let kept = &report.epochs[report.best_epoch - 1];
+        assert!(
+            report.epochs.iter().all(|e| score(e) <= score(kept)),
+            "{metric:?}: epoch {} is not the best",
+            kept.epoch
+        );
+        // The model has the kept epoch's weights.
+        let probs = model.score(&valid_set).unwrap();
+        let auc = hindsight_core::metrics::auc(&probs, &labels).unwrap();
+        let logloss = hindsight_core::metrics::logloss(&probs, &labels);
+        assert!(
+            (auc - kept.valid_auc.unwrap()).abs() < 1e-9,
+            "{metric:?}: restored weights give AUC {auc}, the kept epoch had {:?}",
+            kept.valid_auc
+        );
+        assert!((logloss - kept.valid_logloss).abs() < 1e-6, "{metric:?}");
+    }
 }
 
 #[test]
@@ -361,6 +380,38 @@ fn save_then_load_gives_identical_scores() {
             "{kind}"
         );
     }
+}
+
+/// A DIEN checkpoint written before `dien_sum_pooling` existed (no such
+/// field in its config.json) loads with the architecture it was trained
+/// with.
+#[test]
+fn dien_checkpoint_without_the_sum_pooling_field_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let train_set = synthetic(120, 6, 13);
+    let valid_set = synthetic(40, 6, 14);
+    let cfg = ModelConfig {
+        dien_sum_pooling: false,
+        epochs: 1,
+        ..small_config(ModelKind::Dien)
+    };
+    let (model, _) = train(&cfg, &train_set, &valid_set, cpu_opts(6, 2)).unwrap();
+    model.save(dir.path()).unwrap();
+    let path = dir.path().join(CONFIG_FILE);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let removed = json["model"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dien_sum_pooling");
+    assert_eq!(removed, Some(serde_json::json!(false)));
+    std::fs::write(&path, json.to_string()).unwrap();
+    let loaded = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
+    assert!(!loaded.config().dien_sum_pooling);
+    assert_eq!(
+        loaded.score(&valid_set).unwrap(),
+        model.score(&valid_set).unwrap()
+    );
 }
 
 #[test]

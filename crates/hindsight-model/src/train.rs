@@ -1,5 +1,5 @@
-//! Training: Adam, seeded shuffling, validation AUC each epoch, early
-//! stopping that keeps the best weights.
+//! Training: Adam, seeded shuffling, validation AUC and logloss each
+//! epoch, early stopping that keeps the best weights.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -145,8 +145,9 @@ fn restore(vs: &nn::VarStore, best: &HashMap<String, Tensor>) -> Result<()> {
 /// seed; weights are initialised from it too (independently of libtorch's
 /// global generator), so on the CPU two runs with the same seed, data and
 /// thread count give the same model. Training stops after `cfg.epochs`,
-/// or after `cfg.patience` epochs without a better validation AUC; the
-/// returned model has the weights of the best epoch.
+/// or after `cfg.patience` epochs without a better validation
+/// `cfg.stop_metric` (AUC minus logloss by default); the returned model
+/// has the weights of the best epoch.
 ///
 /// Errors: an empty split, an invalid config, an unavailable device, or a
 /// loss that is not finite.
@@ -176,6 +177,7 @@ pub fn train(
     let device = opts.device.resolve()?;
     let vocab = FeatureVocab::builder()
         .min_count(cfg.min_count)
+        .min_users(cfg.min_users)
         .max_categories(cfg.max_categories)
         .max_tags(cfg.max_tags)
         .build(train);
@@ -276,8 +278,7 @@ pub(crate) fn fit(
         let probs = net.predict(valid, vocab, opts.n, cfg.eval_batch_size)?;
         let valid_auc = auc(&probs, &valid_labels);
         let valid_logloss = logloss(&probs, &valid_labels);
-        // Early stopping on AUC; on logloss when AUC is undefined.
-        let score = valid_auc.unwrap_or(-valid_logloss);
+        let score = cfg.stop_metric.score(valid_auc, valid_logloss);
         let improved = best.as_ref().is_none_or(|(s, _, _)| score > *s);
         if improved {
             best = Some((score, epoch, snapshot(&net.vs)));

@@ -7,7 +7,7 @@
 //! embedded like an id, as ATRank (Zhou et al., AAAI 2018) does with time
 //! information.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,7 @@ pub struct FeatureVocab {
 #[derive(Debug, Clone)]
 pub struct VocabBuilder {
     min_count: u32,
+    min_users: u32,
     max_categories: usize,
     max_tags: usize,
 }
@@ -115,6 +116,7 @@ impl Default for VocabBuilder {
     fn default() -> Self {
         Self {
             min_count: 1,
+            min_users: 1,
             max_categories: 8,
             max_tags: 8,
         }
@@ -126,6 +128,19 @@ impl VocabBuilder {
     /// (default 1: every id seen is kept).
     pub fn min_count(mut self, min_count: u32) -> Self {
         self.min_count = min_count.max(1);
+        self
+    }
+
+    /// Ids seen with fewer than `min_users` distinct users (as a target or
+    /// in a history) map to out-of-vocabulary (default 1: no limit).
+    ///
+    /// Why: an id only one user ever touched has an embedding trained on
+    /// that user's samples alone, which memorises them; and at test time
+    /// the ids not in the vocabulary are mostly items new since training,
+    /// which are what a user's own rare items looked like at training time.
+    /// Sending both to the OOV row trains that row on the case it meets.
+    pub fn min_users(mut self, min_users: u32) -> Self {
+        self.min_users = min_users.max(1);
         self
     }
 
@@ -143,35 +158,72 @@ impl VocabBuilder {
 
     /// Counts every id of the examples' targets and histories.
     pub fn build(&self, examples: &[Example]) -> FeatureVocab {
-        let mut items = HashMap::new();
-        let mut categories = HashMap::new();
-        let mut tags = HashMap::new();
+        let per_user = self.min_users > 1;
+        let mut items = Counts::new(per_user);
+        let mut categories = Counts::new(per_user);
+        let mut tags = Counts::new(per_user);
         let mut types = HashMap::new();
-        let mut count_item = |item: u64, f: &hindsight_core::ItemFeatures| {
-            *items.entry(item).or_insert(0u32) += 1;
+        let mut count_item = |user: u64, item: u64, f: &hindsight_core::ItemFeatures| {
+            items.add(item, user);
             for &c in f.categories.iter().take(self.max_categories) {
-                *categories.entry(c).or_insert(0u32) += 1;
+                categories.add(c, user);
             }
             for &t in f.tags.iter().take(self.max_tags) {
-                *tags.entry(t).or_insert(0u32) += 1;
+                tags.add(t, user);
             }
         };
         for ex in examples {
-            count_item(ex.target.item_id, &ex.target.features);
+            count_item(ex.user_id, ex.target.item_id, &ex.target.features);
             for b in &ex.history {
-                count_item(b.item_id, &b.features);
+                count_item(ex.user_id, b.item_id, &b.features);
                 *types.entry(u64::from(b.behavior_type)).or_insert(0u32) += 1;
             }
         }
+        let (min_count, min_users) = (self.min_count, self.min_users);
         FeatureVocab {
-            items: IdMap::from_counts(items, self.min_count),
-            categories: IdMap::from_counts(categories, self.min_count),
-            tags: IdMap::from_counts(tags, self.min_count),
+            items: items.into_map(min_count, min_users),
+            categories: categories.into_map(min_count, min_users),
+            tags: tags.into_map(min_count, min_users),
             // Behavior types are few: keep all of them.
             behavior_types: IdMap::from_counts(types, 1),
             max_categories: self.max_categories,
             max_tags: self.max_tags,
         }
+    }
+}
+
+/// Occurrences of every id of one field, and its (id, user) pairs when
+/// distinct users are needed.
+struct Counts {
+    count: HashMap<u64, u32>,
+    pairs: Option<HashSet<(u64, u64)>>,
+}
+
+impl Counts {
+    fn new(per_user: bool) -> Self {
+        Self {
+            count: HashMap::new(),
+            pairs: per_user.then(HashSet::new),
+        }
+    }
+
+    fn add(&mut self, id: u64, user: u64) {
+        *self.count.entry(id).or_insert(0) += 1;
+        if let Some(pairs) = &mut self.pairs {
+            pairs.insert((id, user));
+        }
+    }
+
+    fn into_map(self, min_count: u32, min_users: u32) -> IdMap {
+        let mut counts = self.count;
+        if let Some(pairs) = self.pairs {
+            let mut users: HashMap<u64, u32> = HashMap::new();
+            for (id, _) in pairs {
+                *users.entry(id).or_insert(0) += 1;
+            }
+            counts.retain(|id, _| users.get(id).is_some_and(|&u| u >= min_users));
+        }
+        IdMap::from_counts(counts, min_count)
     }
 }
 
@@ -282,5 +334,43 @@ mod tests {
         let back: FeatureVocab = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v);
         assert_eq!(back.item(8), 3);
+    }
+
+    #[test]
+    fn min_users_counts_distinct_users_not_occurrences() {
+        let ex = |user, target: u64, history: &[u64]| Example {
+            user_id: user,
+            label: 1,
+            target: Target {
+                item_id: target,
+                features: ItemFeatures::with_categories(vec![target % 2]),
+            },
+            timestamp: 10,
+            history: history
+                .iter()
+                .map(|&item| Behavior {
+                    user_id: user,
+                    seq: 0,
+                    item_id: item,
+                    features: ItemFeatures::with_categories(vec![item % 2]),
+                    behavior_type: 0,
+                    timestamp: 0,
+                })
+                .collect(),
+        };
+        // Item 5: three times, one user. Item 6: once each for two users.
+        let examples = [ex(1, 5, &[5, 5]), ex(2, 6, &[]), ex(3, 7, &[6])];
+        let v = FeatureVocab::builder().min_users(2).build(&examples);
+        assert_eq!(v.item(5), OOV);
+        assert_ne!(v.item(6), OOV);
+        assert_eq!(v.item(7), OOV);
+        assert_eq!(v.item_table_size(), 3);
+        // Category 1 (items 5 and 7): users 1 and 3; category 0: users 2, 3.
+        assert_ne!(v.category(1), OOV);
+        assert_ne!(v.category(0), OOV);
+        // By occurrences, item 5 is the most frequent.
+        let by_count = FeatureVocab::builder().min_count(3).build(&examples);
+        assert_ne!(by_count.item(5), OOV);
+        assert_eq!(by_count.item(6), OOV);
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use hindsight_engine::{EvalReport, Prepared};
 use hindsight_index::{ingest, BehaviorIndex, IngestOptions};
 use hindsight_logs::DatasetMapping;
-use hindsight_model::{Device, ModelKind};
+use hindsight_model::{Device, ModelKind, StopMetric};
 use hindsight_retrieval::StrategyKind;
 use hindsight_samples::Protocol;
 use serde::Serialize;
@@ -54,6 +54,9 @@ pub struct Args {
     /// Maximum epochs per model (default: the model config's).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// What early stopping maximises: auc-minus-logloss (default) or auc.
+    #[arg(long)]
+    pub stop_metric: Option<String>,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -87,6 +90,9 @@ struct Report {
     command: String,
     machine: String,
     date: String,
+    /// Early stopping: what it maximises and its patience, as run.
+    stop_metric: StopMetric,
+    patience: usize,
     samples: Option<hindsight_samples::SampleCounts>,
     rows: Vec<Row>,
 }
@@ -145,6 +151,14 @@ fn markdown(r: &Report) -> String {
     s += &format!(
         "- command: `{}`\n- machine: {}\n- date: {}\n",
         r.command, r.machine, r.date
+    );
+    let metric = match r.stop_metric {
+        StopMetric::Auc => "validation AUC",
+        StopMetric::AucMinusLogloss => "validation AUC minus logloss",
+    };
+    s += &format!(
+        "- early stopping: best epoch by {metric}, patience {}\n",
+        r.patience
     );
     if let Some(c) = &r.samples {
         s += &format!(
@@ -322,6 +336,14 @@ pub fn run(a: Args) -> Result<()> {
         .iter()
         .map(|m| m.parse())
         .collect::<Result<_, _>>()?;
+    // Every run's config, checked before the (long) index build and
+    // retrieval.
+    let mut stop = None;
+    for kind in &models {
+        let cfg = model_config(kind.as_str(), None, a.epochs, a.stop_metric.as_deref())?;
+        stop = Some((cfg.stop_metric, cfg.patience));
+    }
+    let (stop_metric, patience) = stop.context("--models is empty")?;
     let index_path = a
         .index
         .clone()
@@ -332,6 +354,8 @@ pub fn run(a: Args) -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: machine(),
         date: date(),
+        stop_metric,
+        patience,
         samples: None,
         rows: Vec::new(),
     };
@@ -360,7 +384,7 @@ pub fn run(a: Args) -> Result<()> {
                 n,
                 started.elapsed().as_secs_f64()
             );
-            let cfg = model_config(kind.as_str(), None, a.epochs)?;
+            let cfg = model_config(kind.as_str(), None, a.epochs, a.stop_metric.as_deref())?;
             let (model, tr) = train_with_progress(&prepared, &cfg, device, false)?;
             let eval = prepared.evaluate(&model)?;
             super::train::print_eval(&eval);

@@ -15,8 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 ///
 /// Samples (EVAL.md) are built from the index and each one's history is
 /// retrieved as of its target with the strategy and N given; the model
-/// trains on the train split with early stopping on validation AUC and is
-/// saved with its config, vocabularies and retrieval settings.
+/// trains on the train split with early stopping (on validation AUC minus
+/// logloss by default: `stop_metric` in the model config) and is saved
+/// with its config, vocabularies and retrieval settings.
 #[derive(clap::Args)]
 pub struct TrainArgs {
     /// Index folder.
@@ -39,6 +40,9 @@ pub struct TrainArgs {
     /// Maximum epochs (default: the config's).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// What early stopping maximises: auc-minus-logloss (default) or auc.
+    #[arg(long)]
+    pub stop_metric: Option<String>,
     /// Seed of sampling and training.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -57,6 +61,7 @@ pub fn model_config(
     kind: &str,
     config: Option<&Path>,
     epochs: Option<usize>,
+    stop_metric: Option<&str>,
 ) -> Result<ModelConfig> {
     let kind: ModelKind = kind.parse()?;
     let mut cfg = match config {
@@ -71,6 +76,9 @@ pub fn model_config(
     cfg.kind = kind;
     if let Some(e) = epochs {
         cfg.epochs = e;
+    }
+    if let Some(m) = stop_metric {
+        cfg.stop_metric = m.parse()?;
     }
     cfg.validate()?;
     Ok(cfg)
@@ -100,6 +108,11 @@ pub fn train_with_progress(
     );
     bar.set_prefix(format!("{} e1", cfg.kind));
     let b = bar.clone();
+    // Without a terminal (a job logging to a file, or --json) the bar is
+    // hidden: print a line every tenth of an epoch and every epoch instead.
+    let plain = b.is_hidden();
+    let batch_size = cfg.batch_size;
+    let mut epoch_start = std::time::Instant::now();
     let progress = Box::new(move |ev: &TrainEvent| match ev {
         TrainEvent::Batch {
             epoch,
@@ -108,24 +121,42 @@ pub fn train_with_progress(
             loss,
         } => {
             if *batch == 0 {
+                epoch_start = std::time::Instant::now();
                 b.set_length(*batches as u64);
-                b.set_prefix(format!("epoch {}", epoch + 1));
+                b.set_prefix(format!("epoch {epoch}"));
             }
             b.set_position(*batch as u64 + 1);
+            let secs = epoch_start.elapsed().as_secs_f64();
+            // Approximate: the last batch of an epoch may be smaller.
+            let rate = ((batch + 1) * batch_size) as f64 / secs.max(1e-9);
             if batch % 20 == 0 {
-                b.set_message(format!("loss {loss:.4}"));
+                b.set_message(format!("loss {loss:.4}, {rate:.0} samples/s"));
+            }
+            let tenth = (*batches / 10).max(1);
+            if plain && (batch + 1) % tenth == 0 && batch + 1 < *batches {
+                eprintln!(
+                    "epoch {epoch}: {}/{batches} batches, loss {loss:.4}, {rate:.0} samples/s, {secs:.0} s",
+                    batch + 1,
+                );
             }
         }
         TrainEvent::Epoch(e) => {
-            b.println(format!(
-                "epoch {}: loss {:.4}, valid AUC {}, {:.0} samples/s, {:.1} s{}",
-                e.epoch + 1,
+            let line = format!(
+                "epoch {}: train loss {:.4}{}, valid AUC {}, valid logloss {:.4}, {:.0} samples/s, {:.1} s{}",
+                e.epoch,
                 e.train_loss,
+                e.aux_loss.map_or(String::new(), |a| format!(" (aux {a:.4})")),
                 e.valid_auc.map_or("-".into(), |a| format!("{a:.4}")),
+                e.valid_logloss,
                 e.samples_per_sec,
                 e.seconds,
                 if e.improved { " (best)" } else { "" }
-            ));
+            );
+            if plain {
+                eprintln!("{line}");
+            } else {
+                b.println(line);
+            }
         }
     });
     let opts = TrainOptions {
@@ -142,7 +173,12 @@ pub fn train_with_progress(
 pub fn run_train(a: TrainArgs) -> Result<()> {
     let (strategy, n) = a.retrieval.parse()?;
     let device: Device = a.device.parse()?;
-    let mut cfg = model_config(&a.model, a.config.as_deref(), a.epochs)?;
+    let mut cfg = model_config(
+        &a.model,
+        a.config.as_deref(),
+        a.epochs,
+        a.stop_metric.as_deref(),
+    )?;
     cfg.seed = a.seed;
     device.resolve()?;
     set_torch_threads(a.torch_threads);

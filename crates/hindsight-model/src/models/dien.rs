@@ -10,6 +10,12 @@
 //!   over the real behaviors, then an AUGRU (a GRU whose update gate is
 //!   scaled by `a_t`) over the `h_t`; its final state is the user interest.
 //!
+//! * **Output**: an MLP over `[final AUGRU state, target]`, plus, with
+//!   `dien_sum_pooling` (the default), the sum of the history's item
+//!   representations `s` and `target ⊙ s`, as in the authors' released
+//!   code (github.com/mouna99/dien, `item_his_eb_sum`), which the paper's
+//!   figure 2 leaves out.
+//!
 //! Both GRUs are written with explicit cells and a loop over the steps; a
 //! padded step leaves the state unchanged exactly (its update gate is 0),
 //! so padding does not change a result, and the loop stops at the longest
@@ -83,6 +89,7 @@ pub struct Dien {
     attention: Linear,
     evolution: GruCell,
     mlp: Mlp,
+    sum_pooling: bool,
 }
 
 impl Dien {
@@ -103,10 +110,11 @@ impl Dien {
         );
         let attention = Linear::new(&(p / "attention"), &mut init, di, h);
         let evolution = GruCell::new(&(p / "evolution"), &mut init, h, h);
+        let pooled = if cfg.dien_sum_pooling { 2 * di } else { 0 };
         let mlp = Mlp::new(
             &(p / "mlp"),
             &mut init,
-            h + di,
+            h + di + pooled,
             &cfg.mlp_hidden,
             1,
             cfg.activation,
@@ -118,6 +126,7 @@ impl Dien {
             attention,
             evolution,
             mlp,
+            sum_pooling: cfg.dien_sum_pooling,
         }
     }
 
@@ -196,9 +205,16 @@ impl CtrModel for Dien {
         let evolved = self.evolution.run(&states, &attention);
         let interest = evolved.select(1, steps - 1);
 
+        let mut features = vec![interest];
+        if self.sum_pooling {
+            let pooled = (&items * mask.unsqueeze(-1)).sum_dim_intlist(1, false, Kind::Float);
+            features.push(&target * &pooled);
+            features.push(pooled);
+        }
+        features.push(target);
         let logits = self
             .mlp
-            .forward(&Tensor::cat(&[interest, target], -1), train)
+            .forward(&Tensor::cat(&features, -1), train)
             .squeeze_dim(-1);
         ModelOutput { logits, aux_loss }
     }
