@@ -97,6 +97,20 @@ struct Report {
     rows: Vec<Row>,
 }
 
+impl Report {
+    /// The DIN rows at the grid's main N (the N of the first row): what the
+    /// by-history table and the plot are drawn from.
+    fn main_din_rows(&self) -> Vec<&Row> {
+        let Some(first) = self.rows.first() else {
+            return Vec::new();
+        };
+        self.rows
+            .iter()
+            .filter(|x| x.model == "din" && x.n == first.n)
+            .collect()
+    }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -195,12 +209,7 @@ fn markdown(r: &Report) -> String {
             e.device
         );
     }
-    let din: Vec<&Row> = r
-        .rows
-        .iter()
-        .filter(|x| x.model == "din" && x.n == r.rows[0].n)
-        .collect();
-    // The by-history table and the plot are drawn from DIN runs only.
+    let din = r.main_din_rows();
     if let Some(first) = din.first() {
         s += "\nAUC by history length (test samples, DIN at the main N):\n\n| strategy |";
         for b in &first.eval.by_history {
@@ -233,6 +242,10 @@ fn markdown(r: &Report) -> String {
 
 fn plot(r: &Report, path: &Path) -> Result<()> {
     use plotters::prelude::*;
+    let din = r.main_din_rows();
+    let Some(first) = din.first() else {
+        return Ok(());
+    };
     let font = [
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
         "/usr/share/fonts/dejavu/DejaVuSans.ttf",
@@ -243,15 +256,6 @@ fn plot(r: &Report, path: &Path) -> Result<()> {
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
     plotters::style::register_font("sans-serif", FontStyle::Normal, font)
         .map_err(|_| anyhow::anyhow!("cannot load the plot font"))?;
-    let n = r.rows.first().map_or(50, |x| x.n);
-    let din: Vec<&Row> = r
-        .rows
-        .iter()
-        .filter(|x| x.model == "din" && x.n == n)
-        .collect();
-    let Some(first) = din.first() else {
-        return Ok(());
-    };
     let buckets = first.eval.by_history.len();
     let (lo, hi) = din
         .iter()
@@ -261,7 +265,10 @@ fn plot(r: &Report, path: &Path) -> Result<()> {
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("{}: DIN test AUC by history length (N = {n})", r.dataset),
+            format!(
+                "{}: DIN test AUC by history length (N = {})",
+                r.dataset, first.n
+            ),
             ("sans-serif", 22),
         )
         .margin(12)
@@ -410,12 +417,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     plot(&report, &a.out.join("auc_by_history.png"))?;
     write(&report, &a.out)?;
-    let has_plot = report.rows.first().is_some_and(|first| {
-        report
-            .rows
-            .iter()
-            .any(|x| x.model == "din" && x.n == first.n)
-    });
+    let has_plot = !report.main_din_rows().is_empty();
     println!(
         "wrote {}/report.md, report.json{}",
         a.out.display(),
