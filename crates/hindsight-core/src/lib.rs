@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 mod keys;
+pub mod limits;
 pub mod metrics;
 
 pub use keys::{feature_key, FeatureKind};

@@ -29,12 +29,9 @@ use tantivy::schema::{Field, NumericOptions, Schema};
 /// Version of the on-disk layout this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Bits of `uk` that hold the sequence number.
-pub const SEQ_BITS: u32 = 24;
-/// Largest sequence number (so at most 16,777,216 behaviors per user).
-pub const MAX_SEQ: u32 = (1 << SEQ_BITS) - 1;
-/// Largest user id the layout can hold (2^40 - 1).
-pub const MAX_USER_ID: u64 = (1 << (64 - SEQ_BITS)) - 1;
+// The layout's bounds live in `hindsight_core::limits` (every entry point
+// validates against them); re-exported here where the layout uses them.
+pub use hindsight_core::limits::{MAX_SEQ, MAX_USER_ID, SEQ_BITS};
 
 /// The sort key of a behavior.
 #[inline]
