@@ -13,7 +13,8 @@
 //!
 //! # What the log looks like
 //!
-//! - Item ids are `1..=items`, category ids are `1..=categories` where category
+//! - Base item ids are `1..=items` (fresh items, when
+//!   [`SynthConfig::fresh_share`] is set, have ids above), category ids are `1..=categories` where category
 //!   `1` is the most popular one. Every item has **one fixed category**, derived
 //!   from a hash of the item id mapped onto a Zipf-like distribution over
 //!   categories ([`item_category`] recomputes it). Within a category, item
@@ -31,6 +32,12 @@
 //!   within a day after [`SynthConfig::start_ts`] (2017-11-25 by default).
 //! - Rows are grouped by user, users in increasing id order starting at 1, each
 //!   user's rows in time order, as in the real file.
+//!
+//! - [`SynthShape`] names the shapes the benchmarks cover (Taobao-like, big
+//!   growing catalog, sparse categories, dense); [`TargetSampler`] draws
+//!   benchmark query targets of each kind (an item the user touched, an item
+//!   sharing a category, a rarely touched category, an unseen category) as
+//!   of the end or the middle of a history.
 //!
 //! # Example
 //!
@@ -110,7 +117,7 @@ impl fmt::Display for BehaviorKind {
 pub struct SynthRow {
     /// User id, starting at 1.
     pub user_id: u64,
-    /// Item id in `1..=items`.
+    /// Item id: in `1..=items`, or above `items` for a fresh item.
     pub item_id: u64,
     /// Category of the item (always [`item_category`] of `item_id`).
     pub category_id: u64,
@@ -170,11 +177,88 @@ pub struct SynthConfig {
     pub mean_session_gap_secs: f64,
     /// Probability that a behavior has exactly the previous behavior's timestamp.
     pub same_ts_prob: f64,
+    /// Decay of the preferred-category weights: the i-th preferred category
+    /// weighs `(i+1)^-preference_decay` (1.3: a few dominant interests; 0.3:
+    /// hundreds of interests of similar weight).
+    pub preference_decay: f64,
+    /// Share of the non-revisit behaviors that touch a **fresh item**, one
+    /// that enters the catalog at that time (ids above `items`; see
+    /// [`SynthConfig::fresh_per_hour`]): the catalog grows with the log, as
+    /// on a marketplace where new listings arrive all the time. 0 disables.
+    pub fresh_share: f64,
+    /// Fresh items introduced per category and hour of log time: the fresh
+    /// items of one (category, hour) are shared (Zipf-like,
+    /// [`SynthConfig::item_zipf`]) by the users who draw that category in
+    /// that hour. A fresh behavior draws its category as any other (so fresh
+    /// items follow the user's preferences); [`item_category`] decodes it
+    /// from the id.
+    pub fresh_per_hour: u64,
+}
+
+/// The log shapes the benchmarks cover (`hindsight synth --shape`): each is
+/// a [`SynthConfig`] preset, and `tests/synth.rs` checks the property that
+/// names it on a 50k-behavior user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SynthShape {
+    /// Today's Taobao-like log: 5-20 dense preferred categories, one item per
+    /// 10 behaviors, a quarter of behaviors revisit recent items.
+    TaobaoLike,
+    /// A catalog of at least 5M items that keeps growing (fresh items), few
+    /// revisits: at least 80% of a user's behaviors touch an item the user
+    /// has not touched before.
+    BigCatalog,
+    /// Thousands of categories; each user spreads over hundreds of them with
+    /// similar weights, so a typical (user, category) pair has 10-100
+    /// matches in a 50k history; big growing catalog.
+    SparseCategories,
+    /// One category holds 20% or more of each user's history.
+    Dense,
+}
+
+impl SynthShape {
+    /// All shapes, in the benchmark tables' order.
+    pub const ALL: [SynthShape; 4] = [
+        SynthShape::TaobaoLike,
+        SynthShape::BigCatalog,
+        SynthShape::SparseCategories,
+        SynthShape::Dense,
+    ];
+
+    /// `taobao-like`, `big-catalog`, `sparse-categories` or `dense`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynthShape::TaobaoLike => "taobao-like",
+            SynthShape::BigCatalog => "big-catalog",
+            SynthShape::SparseCategories => "sparse-categories",
+            SynthShape::Dense => "dense",
+        }
+    }
+}
+
+impl fmt::Display for SynthShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SynthShape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SynthShape::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown shape {s:?}; use one of: {}",
+                    SynthShape::ALL.map(|k| k.as_str()).join(", ")
+                )
+            })
+    }
 }
 
 /// Number of recent items per user that revisits pick from.
 const HISTORY_CAP: usize = 1024;
-/// Decay of preferred-category weights: the i-th preferred category weighs `(i+1)^-PREF_DECAY`.
+/// Default decay of preferred-category weights ([`SynthConfig::preference_decay`]).
 const PREF_DECAY: f64 = 1.3;
 
 impl SynthConfig {
@@ -252,7 +336,58 @@ impl SynthConfig {
             session_break_prob: 0.05,
             mean_session_gap_secs: 6.0 * 3600.0,
             same_ts_prob: 0.005,
+            preference_decay: PREF_DECAY,
+            fresh_share: 0.0,
+            fresh_per_hour: 4,
         }
+    }
+
+    /// `shape` with the user mix of [`SynthConfig::taobao_like`] and exactly
+    /// `total_behaviors` behaviors. The catalog of the big-catalog and
+    /// sparse shapes has at least 5M base items whatever the size, plus the
+    /// fresh items the log introduces.
+    pub fn shaped(shape: SynthShape, total_behaviors: u64) -> Self {
+        Self::taobao_like(total_behaviors).into_shape(shape)
+    }
+
+    /// The benchmark log of [`SynthConfig::bench_10m`] (100 x 50k, 300 x 10k,
+    /// 2,000 x 1k users) in `shape`.
+    pub fn bench_10m_shaped(shape: SynthShape) -> Self {
+        Self::bench_10m().into_shape(shape)
+    }
+
+    /// Changes the item and preference fields to those of `shape`, keeping
+    /// the users, seed and time fields.
+    pub fn into_shape(mut self, shape: SynthShape) -> Self {
+        match shape {
+            SynthShape::TaobaoLike => {}
+            SynthShape::BigCatalog => {
+                self.items = self.items.max(5_000_000);
+                self.categories = 5_000;
+                self.item_zipf = 0.3;
+                self.preferred_share = 0.5;
+                self.revisit_share = 0.04;
+                self.fresh_share = 0.75;
+                self.fresh_per_hour = 16;
+            }
+            SynthShape::SparseCategories => {
+                self.items = self.items.max(5_000_000);
+                self.categories = 5_000;
+                self.category_zipf = 1.0;
+                self.item_zipf = 0.3;
+                self.preferred_categories = (600, 1_200);
+                self.preference_decay = 0.3;
+                self.preferred_share = 0.99;
+                self.revisit_share = 0.04;
+                self.fresh_share = 0.3;
+                self.fresh_per_hour = 16;
+            }
+            SynthShape::Dense => {
+                self.preferred_categories = (1, 3);
+                self.preferred_share = 0.9;
+            }
+        }
+        self
     }
 
     /// The same config with another seed.
@@ -323,6 +458,21 @@ impl SynthConfig {
             ));
         }
         unit("preferred_share", self.preferred_share)?;
+        unit("fresh_share", self.fresh_share)?;
+        if !(self.preference_decay.is_finite() && self.preference_decay >= 0.0) {
+            return Err(format!(
+                "preference_decay must be finite and >= 0, got {}",
+                self.preference_decay
+            ));
+        }
+        // At least a day of fresh items must fit below u32::MAX.
+        let fresh_max = (u64::from(u32::MAX) - self.items) / 24 / self.categories;
+        if self.fresh_share > 0.0 && !(1..=fresh_max).contains(&self.fresh_per_hour) {
+            return Err(format!(
+                "fresh_per_hour must be in 1..={fresh_max} with these items and categories, got {}",
+                self.fresh_per_hour
+            ));
+        }
         unit("revisit_share", self.revisit_share)?;
         unit("session_break_prob", self.session_break_prob)?;
         unit("same_ts_prob", self.same_ts_prob)?;
@@ -358,6 +508,11 @@ impl SynthConfig {
 /// The category of `item_id` under `cfg` (depends on `seed`, `categories` and
 /// `category_zipf` only). Every row the generator yields for this item carries it.
 pub fn item_category(cfg: &SynthConfig, item_id: u64) -> u64 {
+    if item_id > cfg.items {
+        if let Some(fresh) = FreshItems::new(cfg) {
+            return fresh.category_of(item_id);
+        }
+    }
     let law = PowerLaw::new(cfg.categories, cfg.category_zipf);
     category_from_hash(&law, category_salt(cfg.seed), item_id)
 }
@@ -497,6 +652,12 @@ impl Catalog {
         self.category_of(item) as u32
     }
 
+    /// Whether category `cat` holds any base item.
+    fn holds_items(&self, cat: u64) -> bool {
+        let c = cat as usize;
+        c >= 1 && c < self.offsets.len() && self.offsets[c] > self.offsets[c - 1]
+    }
+
     /// An item of (non-empty) category `cat`, by popularity.
     #[inline]
     fn pick_item(&self, cat: u32, u: f64) -> u32 {
@@ -553,6 +714,51 @@ pub struct SynthLog {
     mean_session_gap_secs: f64,
     start_ts: i64,
     start_spread_secs: i64,
+    preference_decay: f64,
+    fresh_share: f64,
+    fresh: Option<FreshItems>,
+}
+
+/// Items that enter the catalog over time. A fresh item belongs to one
+/// category and one hour of log time; its id encodes both, so that
+/// [`item_category`] recovers the category from the id alone: id `base + 1 +
+/// (slot * categories + category - 1)` with `slot = hour * per_hour + rank`
+/// (hours wrap so that ids stay below `u32::MAX`).
+#[derive(Debug, Clone, Copy)]
+struct FreshItems {
+    base: u64,
+    per_hour: u64,
+    categories: u64,
+    hours: u64,
+    law: PowerLaw,
+    start_ts: i64,
+}
+
+impl FreshItems {
+    fn new(cfg: &SynthConfig) -> Option<Self> {
+        (cfg.fresh_share > 0.0).then(|| FreshItems {
+            base: cfg.items,
+            per_hour: cfg.fresh_per_hour,
+            categories: cfg.categories,
+            hours: ((u64::from(u32::MAX) - cfg.items) / (cfg.fresh_per_hour * cfg.categories))
+                .max(1),
+            law: PowerLaw::new(cfg.fresh_per_hour, cfg.item_zipf),
+            start_ts: cfg.start_ts,
+        })
+    }
+
+    /// A fresh item of `category` introduced in the hour holding `ts`, by
+    /// popularity among that hour's fresh items of the category.
+    fn pick(&self, ts: i64, category: u64, u: f64) -> u64 {
+        let hour = ((ts - self.start_ts).max(0) / 3600) as u64 % self.hours;
+        let slot = hour * self.per_hour + self.law.sample(u);
+        self.base + 1 + slot * self.categories + (category - 1)
+    }
+
+    /// The category of fresh item `item` (> base).
+    fn category_of(&self, item: u64) -> u64 {
+        (item - self.base - 1) % self.categories + 1
+    }
 }
 
 impl SynthLog {
@@ -620,6 +826,9 @@ impl SynthLog {
             mean_session_gap_secs: cfg.mean_session_gap_secs,
             start_ts: cfg.start_ts,
             start_spread_secs: cfg.start_spread_secs,
+            preference_decay: cfg.preference_decay,
+            fresh_share: cfg.fresh_share,
+            fresh: FreshItems::new(cfg),
         }
     }
 
@@ -660,7 +869,7 @@ impl SynthLog {
         let mut pref_cum: Vec<f64> = Vec::with_capacity(prefs.len());
         let mut acc = 0.0;
         for i in 0..prefs.len() {
-            acc += ((i + 1) as f64).powf(-PREF_DECAY);
+            acc += ((i + 1) as f64).powf(-self.preference_decay);
             pref_cum.push(acc);
         }
         for w in &mut pref_cum {
@@ -715,7 +924,13 @@ impl Iterator for SynthLog {
                 } else {
                     cat.random_category(rng.next_u64())
                 };
-                (cat.pick_item(c, unit(rng.next_u64())), c)
+                match &self.fresh {
+                    Some(fresh) if unit(rng.next_u64()) < self.fresh_share => {
+                        let item = fresh.pick(st.ts, u64::from(c), unit(rng.next_u64()));
+                        (item as u32, c)
+                    }
+                    _ => (cat.pick_item(c, unit(rng.next_u64())), c),
+                }
             };
         if st.history.len() < HISTORY_CAP {
             st.history.push((item, category));
@@ -765,6 +980,167 @@ impl Iterator for SynthLog {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = usize::try_from(self.remaining_total).unwrap_or(usize::MAX);
         (n, usize::try_from(self.remaining_total).ok())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Benchmark query targets.
+
+/// How a benchmark target relates to the user's history before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetKind {
+    /// An item the user touched before.
+    TouchedItem,
+    /// An untouched item of a category the user touched (one drawn like a
+    /// behavior of the history, so usually a frequent one).
+    SharedCategory,
+    /// An untouched item of a category with 1 to 3 matches in the history
+    /// (the least touched category when none has so few).
+    RareCategory,
+    /// An item of a category the user never touched.
+    Unseen,
+}
+
+impl TargetKind {
+    /// All kinds.
+    pub const ALL: [TargetKind; 4] = [
+        TargetKind::TouchedItem,
+        TargetKind::SharedCategory,
+        TargetKind::RareCategory,
+        TargetKind::Unseen,
+    ];
+}
+
+/// One benchmark query: a target item with its category, as of `as_of_seq`
+/// (the history is the user's first `as_of_seq` behaviors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueryTarget {
+    /// How the target relates to the history.
+    pub kind: TargetKind,
+    /// The target item.
+    pub item_id: u64,
+    /// Its category ([`item_category`] of the item).
+    pub category_id: u64,
+    /// Number of the user's behaviors before the target.
+    pub as_of_seq: u32,
+}
+
+/// Draws benchmark targets from a config's catalog.
+#[derive(Debug)]
+pub struct TargetSampler {
+    catalog: Catalog,
+    cfg: SynthConfig,
+}
+
+impl TargetSampler {
+    /// Builds the catalog of `cfg` (O(items)).
+    pub fn new(cfg: &SynthConfig) -> Self {
+        TargetSampler {
+            catalog: Catalog::new(cfg),
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// `per_kind` targets of each [`TargetKind`] for the user whose rows (in
+    /// order, so row `i` has `seq` i) are `rows`: half as of the end of the
+    /// history, half as of its middle. Seeded; the order is kind by kind.
+    pub fn targets(&self, rows: &[SynthRow], per_kind: usize, seed: u64) -> Vec<QueryTarget> {
+        let mut out = Vec::with_capacity(per_kind * 4);
+        if rows.is_empty() {
+            return out;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(mix64(seed ^ 0x7461_7267_6574)); // "target"
+        let ends = [rows.len(), rows.len().div_ceil(2)];
+        for kind in TargetKind::ALL {
+            for k in 0..per_kind {
+                let as_of = ends[k % 2];
+                let prefix = &rows[..as_of];
+                let target = self.one(kind, prefix, &mut rng);
+                out.push(QueryTarget {
+                    kind,
+                    item_id: target,
+                    category_id: item_category(&self.cfg, target),
+                    as_of_seq: as_of as u32,
+                });
+            }
+        }
+        out
+    }
+
+    fn one(&self, kind: TargetKind, prefix: &[SynthRow], rng: &mut ChaCha8Rng) -> u64 {
+        let touched: std::collections::HashSet<u64> = prefix.iter().map(|r| r.item_id).collect();
+        let mut per_cat: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for r in prefix {
+            *per_cat.entry(r.category_id).or_default() += 1;
+        }
+        let pick = |n: usize, rng: &mut ChaCha8Rng| (rng.next_u64() % n as u64) as usize;
+        let mut rare: Vec<u64> = per_cat
+            .iter()
+            .filter(|(_, &n)| n <= 3)
+            .map(|(&c, _)| c)
+            .collect();
+        if rare.is_empty() {
+            let least = per_cat.values().min().copied().unwrap_or(0);
+            rare = per_cat
+                .iter()
+                .filter(|(_, &n)| n == least)
+                .map(|(&c, _)| c)
+                .collect();
+        }
+        rare.sort_unstable();
+        // Candidate categories until one holds an untouched base item.
+        for _ in 0..1_000 {
+            let category = match kind {
+                TargetKind::TouchedItem => return prefix[pick(prefix.len(), rng)].item_id,
+                TargetKind::SharedCategory => prefix[pick(prefix.len(), rng)].category_id,
+                TargetKind::RareCategory => rare[pick(rare.len(), rng)],
+                TargetKind::Unseen => {
+                    let c = u64::from(self.catalog.random_category(rng.next_u64()));
+                    if per_cat.contains_key(&c) {
+                        continue;
+                    }
+                    c
+                }
+            };
+            if let Some(item) = self.untouched_item(category, &touched, rng) {
+                return item;
+            }
+        }
+        // Every candidate category is exhausted (a tiny catalog): any item.
+        u64::from(self.catalog.pick_item(
+            self.catalog.random_category(rng.next_u64()),
+            unit(rng.next_u64()),
+        ))
+    }
+
+    /// An item of `category` the user has not touched: by popularity, or
+    /// the first untouched member from a random start after 64 draws; `None`
+    /// when the category holds no base item or only touched ones.
+    fn untouched_item(
+        &self,
+        category: u64,
+        touched: &std::collections::HashSet<u64>,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<u64> {
+        if !self.catalog.holds_items(category) {
+            return None;
+        }
+        for _ in 0..64 {
+            let item = u64::from(
+                self.catalog
+                    .pick_item(category as u32, unit(rng.next_u64())),
+            );
+            if !touched.contains(&item) {
+                return Some(item);
+            }
+        }
+        let c = category as usize;
+        let members = &self.catalog.members
+            [self.catalog.offsets[c - 1] as usize..self.catalog.offsets[c] as usize];
+        let start = (rng.next_u64() % members.len() as u64) as usize;
+        (0..members.len())
+            .map(|k| u64::from(members[(start + k) % members.len()]))
+            .find(|it| !touched.contains(it))
     }
 }
 

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use hindsight_synth::{
-    item_category, write_csv, BehaviorKind, SynthConfig, SynthLog, SynthRow, UserGroup,
-    TAOBAO_BEHAVIOR_MIX,
+    item_category, write_csv, BehaviorKind, SynthConfig, SynthLog, SynthRow, SynthShape,
+    TargetKind, TargetSampler, UserGroup, TAOBAO_BEHAVIOR_MIX,
 };
 
 fn small_cfg(seed: u64) -> SynthConfig {
@@ -303,4 +303,132 @@ fn invalid_configs_are_rejected() {
     assert!(bad.validate().is_err());
     let result = std::panic::catch_unwind(|| SynthLog::new(&bad).count());
     assert!(result.is_err());
+}
+
+/// Three users of `behaviors` behaviors each in `shape` (the rest of the
+/// bench mix is not generated: a user's rows do not depend on the others).
+fn shaped_users(shape: SynthShape, behaviors: usize) -> (SynthConfig, Vec<Vec<SynthRow>>) {
+    let mut cfg = SynthConfig::bench_10m_shaped(shape);
+    cfg.users = vec![UserGroup {
+        count: 3,
+        behaviors,
+    }];
+    let rows: Vec<SynthRow> = SynthLog::new(&cfg).collect();
+    let users = rows.chunks(behaviors).map(<[SynthRow]>::to_vec).collect();
+    (cfg, users)
+}
+
+fn shaped_user(shape: SynthShape, behaviors: usize) -> (SynthConfig, Vec<SynthRow>) {
+    let (cfg, mut users) = shaped_users(shape, behaviors);
+    (cfg, users.swap_remove(1))
+}
+
+/// Share of behaviors whose item the user had not touched before.
+fn new_item_share(rows: &[SynthRow]) -> f64 {
+    let mut seen = HashSet::new();
+    let new = rows.iter().filter(|r| seen.insert(r.item_id)).count();
+    new as f64 / rows.len() as f64
+}
+
+fn matches_per_category(rows: &[SynthRow]) -> Vec<usize> {
+    let mut per: HashMap<u64, usize> = HashMap::new();
+    for r in rows {
+        *per.entry(r.category_id).or_default() += 1;
+    }
+    let mut v: Vec<usize> = per.into_values().collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn shapes_have_the_property_that_names_them() {
+    // Taobao-like is today's generator, unchanged.
+    assert_eq!(
+        SynthConfig::shaped(SynthShape::TaobaoLike, 100_000),
+        SynthConfig::taobao_like(100_000)
+    );
+
+    let (cfg, users) = shaped_users(SynthShape::BigCatalog, 50_000);
+    assert!(cfg.items >= 5_000_000);
+    for rows in &users {
+        let share = new_item_share(rows);
+        assert!(
+            share >= 0.8,
+            "big catalog: {share:.3} of behaviors on new items"
+        );
+        assert!(
+            rows.iter().any(|r| r.item_id > cfg.items),
+            "fresh items appear"
+        );
+        assert!(rows
+            .iter()
+            .all(|r| r.category_id == item_category(&cfg, r.item_id)));
+    }
+
+    let (cfg, users) = shaped_users(SynthShape::SparseCategories, 50_000);
+    for rows in &users {
+        let per = matches_per_category(rows);
+        let median = per[per.len() / 2];
+        assert!(
+            (10..=100).contains(&median) && per.len() >= 500,
+            "sparse: {} categories, median {median} matches",
+            per.len()
+        );
+        assert!(rows
+            .iter()
+            .all(|r| r.category_id == item_category(&cfg, r.item_id)));
+    }
+
+    for behaviors in [1_000, 50_000] {
+        let (_, users) = shaped_users(SynthShape::Dense, behaviors);
+        for rows in &users {
+            let per = matches_per_category(rows);
+            let top = *per.last().unwrap() as f64 / rows.len() as f64;
+            assert!(top >= 0.2, "dense: top category holds {top:.3}");
+        }
+    }
+}
+
+#[test]
+fn shape_names_parse() {
+    for s in SynthShape::ALL {
+        assert_eq!(s.as_str().parse::<SynthShape>().unwrap(), s);
+    }
+    let err = "sparse".parse::<SynthShape>().unwrap_err();
+    assert!(err.contains("sparse-categories"), "{err}");
+}
+
+#[test]
+fn targets_are_of_their_kind() {
+    for shape in SynthShape::ALL {
+        let (cfg, rows) = shaped_user(shape, 10_000);
+        let sampler = TargetSampler::new(&cfg);
+        let targets = sampler.targets(&rows, 20, 5);
+        assert_eq!(targets.len(), 80);
+        assert_eq!(targets, sampler.targets(&rows, 20, 5), "seeded");
+        for t in &targets {
+            assert!(t.as_of_seq == 10_000 || t.as_of_seq == 5_000);
+            assert_eq!(t.category_id, item_category(&cfg, t.item_id));
+            let prefix = &rows[..t.as_of_seq as usize];
+            let touched = prefix.iter().any(|r| r.item_id == t.item_id);
+            let cat_matches = prefix
+                .iter()
+                .filter(|r| r.category_id == t.category_id)
+                .count();
+            match t.kind {
+                TargetKind::TouchedItem => assert!(touched, "{shape} {t:?}"),
+                TargetKind::SharedCategory => {
+                    assert!(cat_matches > 0 && !touched, "{shape} {t:?}")
+                }
+                TargetKind::RareCategory => {
+                    let least = *matches_per_category(prefix).first().unwrap();
+                    assert!(
+                        (1..=3.max(least)).contains(&cat_matches),
+                        "{shape} {t:?}: {cat_matches}"
+                    );
+                }
+                TargetKind::Unseen => assert_eq!(cat_matches, 0, "{shape} {t:?}"),
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use hindsight_synth::{write_csv, SynthConfig};
+use hindsight_synth::{write_csv, SynthConfig, SynthShape};
 
 /// Write a seeded synthetic log in the Taobao CSV format
 /// (user_id,item_id,category_id,behavior_type,timestamp; no header).
@@ -22,12 +22,19 @@ pub struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Shape of the log: taobao-like (dense preferred categories, one item
+    /// per 10 behaviors), big-catalog (>= 5M items and growing, >= 80% of
+    /// behaviors on items new to the user), sparse-categories (hundreds of
+    /// categories per user, 10-100 matches per (user, category) at 50k),
+    /// dense (one category >= 20% of each history).
+    #[arg(long, default_value = "taobao-like")]
+    pub shape: SynthShape,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let cfg = match (a.behaviors, a.bench_10m) {
-        (_, true) => SynthConfig::bench_10m(),
-        (Some(n), false) if n > 0 => SynthConfig::taobao_like(n),
+        (_, true) => SynthConfig::bench_10m_shaped(a.shape),
+        (Some(n), false) if n > 0 => SynthConfig::shaped(a.shape, n),
         _ => bail!("give --behaviors N (N > 0) or --bench-10m"),
     }
     .with_seed(a.seed);
