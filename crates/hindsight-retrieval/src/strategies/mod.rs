@@ -3,7 +3,7 @@
 //! Adding a strategy is one new file here (a type implementing
 //! [`RetrievalStrategy`] and `Default`, whose `name()` is
 //! `StrategyKind::TheNewKind.as_str()`) plus one line in the
-//! [`registry!`] call below: [`StrategyKind`], its names, parsing,
+//! `registry!` call below: [`StrategyKind`], its names, parsing,
 //! `Display`, serde form and [`StrategyKind::HELP`] all come from that
 //! line.
 
@@ -17,7 +17,7 @@ macro_rules! registry {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal $(| $alias:literal)* => $module:ident :: $ty:ident ),+ $(,)?) => {
         $( mod $module; pub use $module::$ty; )+
 
-        /// The built-in strategies (see the [registry](self)).
+        /// The built-in strategies (one line each in the registry of `strategies/mod.rs`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum StrategyKind {
             $( $(#[$doc])* #[doc = concat!("[`", stringify!($ty), "`], `", $name, "`.")] $variant, )+

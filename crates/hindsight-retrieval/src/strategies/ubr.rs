@@ -6,12 +6,12 @@
 //! The search is exact with early termination, in two phases:
 //!
 //! 1. **rare terms** (short postings: the item, an unusual category) are
-//!    read in full ([`Search::read_rare`]);
+//!    read in full (`Search::read_rare`);
 //! 2. **frequent terms** (the user's everyday categories) are read newest
 //!    first in windows ([`NewestMatches`]), and as in MaxScore a term stops
 //!    being read once a behavior matching only it and the other
 //!    non-essential terms could at best tie the heap's minimum, and lose
-//!    the tie by being older ([`Search::read_frequent`]).
+//!    the tie by being older (`Search::read_frequent`).
 //!
 //! The cost then follows N and the rare terms, not how often the user
 //! touched a category. A property test checks the result equals reading
