@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hindsight_benches::{bench_10m, samples, Mode, HISTORY_SIZES, TOP_N};
-use hindsight_retrieval::{naive_boolean, Query, Retriever, StrategyKind};
+use hindsight_index::baseline::naive_boolean;
+use hindsight_retrieval::{Query, Retriever, StrategyKind};
 
 fn retrieval(c: &mut Criterion) {
     let mode = Mode::from_args();

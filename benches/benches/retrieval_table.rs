@@ -22,8 +22,9 @@ use hindsight_benches::{
     bench_10m, load_average, machine, samples, today_utc, Mode, Percentiles, Result, Sample,
     HISTORY_SIZES, TOP_N,
 };
+use hindsight_index::baseline::naive_boolean;
 use hindsight_index::Snapshot;
-use hindsight_retrieval::{naive_boolean, Query, Retriever, StrategyKind};
+use hindsight_retrieval::{Query, Retriever, StrategyKind};
 
 /// The goals of DESIGN.md, in microseconds, at 50k behaviors.
 const GOAL_P99_US: f64 = 50.0;

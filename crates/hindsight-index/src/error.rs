@@ -37,8 +37,15 @@ pub enum IndexError {
         /// Mapping name given now.
         given: String,
     },
+    /// `create` was asked for a folder that already holds an index.
+    #[error("an index already exists at {0}; open it (ingest extends it), or choose another --index folder")]
+    AlreadyExists(PathBuf),
+    /// Another writer (another process, or another writer of this one)
+    /// holds the index's writer lock.
+    #[error("another process is writing to {0} (it holds the writer lock); stop it, or open the index read-only")]
+    Locked(PathBuf),
     /// The index violates a layout invariant (e.g. a user's documents are not
-    /// contiguous within a segment).
+    /// contiguous within a segment) or a file of it cannot be parsed.
     #[error("index layout is corrupt: {0}; rebuild the index from the logs")]
     Corrupt(String),
     /// The caller gave something the index cannot hold (e.g. a user id

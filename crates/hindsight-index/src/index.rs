@@ -46,10 +46,7 @@ impl BehaviorIndex {
         let path = path.as_ref();
         std::fs::create_dir_all(path)?;
         if path.join(crate::manifest::MANIFEST_FILE).exists() || path.join("meta.json").exists() {
-            return Err(IndexError::Corrupt(format!(
-                "{} already holds an index; open it instead of creating one",
-                path.display()
-            )));
+            return Err(IndexError::AlreadyExists(path.to_owned()));
         }
         let (schema, _) = build_schema();
         let settings = IndexSettings {
@@ -132,11 +129,6 @@ impl BehaviorIndex {
             });
         }
         Ok(())
-    }
-
-    /// The dataset mapping the index was built with.
-    pub fn mapping(&self) -> Result<DatasetMapping> {
-        Ok(serde_json::from_value(self.manifest.mapping.clone())?)
     }
 
     /// The index folder.

@@ -12,12 +12,25 @@
 //!   [`Snapshot`]s for retrieval;
 //! * [`ingest()`] builds or extends an index from a log, in bounded memory;
 //! * [`BehaviorIndex::append`] adds a batch of behaviors durably (the
-//!   server's write path).
+//!   server's write path);
+//! * a [`History`] is a user's [`Run`]s; a run reads its behaviors from the
+//!   columns ([`SegmentView`]) and the postings of the user's feature keys
+//!   ([`KeyPostings`], newest first in windows with [`NewestMatches`]):
+//!   what retrieval strategies are written with;
+//! * [`baseline::naive_boolean`] is the plain tantivy query the benchmarks
+//!   compare the strategies with.
+//!
+//! tantivy stays inside this crate: retrieval and the rest of the
+//! workspace read the index through these types (only
+//! [`IndexError::Tantivy`] carries a tantivy error), so no other crate
+//! depends on tantivy.
 
+pub mod baseline;
 mod error;
 mod index;
 mod ingest;
 pub mod manifest;
+mod postings;
 pub mod schema;
 mod snapshot;
 mod writer;
@@ -26,9 +39,8 @@ pub use error::{IndexError, Result};
 pub use index::BehaviorIndex;
 pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport, Phase, RejectedRow};
 pub use manifest::{IndexState, IngestRecord, Manifest};
-pub use snapshot::{History, Run, SegmentView, Snapshot, SnapshotStats};
-/// The tantivy version the index is built with.
-pub use tantivy;
+pub use postings::{KeyPostings, NewestMatches, PostingDocs};
+pub use snapshot::{DocId, History, Run, SegmentView, Snapshot, SnapshotStats};
 pub use writer::{AppendReport, LiveWriter, NewBehavior};
 
 #[cfg(test)]

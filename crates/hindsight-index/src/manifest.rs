@@ -158,10 +158,11 @@ impl IndexState {
         }
     }
 
-    /// The fewest feature keys of any behavior (2, the item and type keys
-    /// every behavior has, when unknown).
+    /// The fewest feature keys of any behavior (when unknown, those of a
+    /// behavior without categories or tags: its item and type keys).
     pub fn min_keys(&self) -> f32 {
-        self.min_feature_keys.unwrap_or(2) as f32
+        self.min_feature_keys
+            .unwrap_or(u64::from(crate::schema::key_count(0, 0))) as f32
     }
 
     /// Average number of feature keys per behavior (1 for an empty index).

@@ -23,8 +23,17 @@
 //! behaviors before seq s" is a binary search plus N reads, and a posting
 //! list of a (user, feature) key read up to a doc-id bound is exactly
 //! the behaviors before the as-of point.
+//!
+//! The encoding of a behavior as a document (its [`behavior_keys`], its
+//! length [`key_count`], the values of each field) lives here, once: the
+//! writer builds documents with it, and retrieval's BM25 reads document
+//! lengths through it.
 
+use hindsight_core::{feature_key, FeatureKind, ItemFeatures, Seq};
 use tantivy::schema::{Field, NumericOptions, Schema};
+use tantivy::TantivyDocument;
+
+use crate::writer::NewBehavior;
 
 /// Version of the on-disk layout this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -45,9 +54,71 @@ pub fn split_user_seq_key(uk: u64) -> (u64, u32) {
     (uk >> SEQ_BITS, (uk & MAX_SEQ as u64) as u32)
 }
 
+/// The number of feature keys of a behavior document, its length for
+/// BM25: one for the item, one for the behavior type, one per category and
+/// one per tag (see [`behavior_keys`]).
+#[inline]
+pub fn key_count(categories: usize, tags: usize) -> u32 {
+    2 + (categories + tags) as u32
+}
+
+/// The feature keys a behavior of `user` is indexed under (the `keys`
+/// field), in the order they are written: item, behavior type, each
+/// category, each tag. There are [`key_count`] of them.
+pub fn behavior_keys(
+    user: u64,
+    item: u64,
+    behavior_type: u8,
+    features: &ItemFeatures,
+) -> impl Iterator<Item = u64> + '_ {
+    [
+        feature_key(user, FeatureKind::Item, item),
+        feature_key(user, FeatureKind::BehaviorType, behavior_type as u64),
+    ]
+    .into_iter()
+    .chain(
+        features
+            .categories
+            .iter()
+            .map(move |&c| feature_key(user, FeatureKind::Category, c)),
+    )
+    .chain(
+        features
+            .tags
+            .iter()
+            .map(move |&t| feature_key(user, FeatureKind::Tag, t)),
+    )
+}
+
+/// The document of a behavior with its sequence number and identity key.
+pub(crate) fn behavior_document(
+    fields: &Fields,
+    b: &NewBehavior,
+    seq: Seq,
+    identity: u64,
+) -> TantivyDocument {
+    let mut doc = TantivyDocument::new();
+    doc.add_u64(fields.uk, user_seq_key(b.user_id, seq));
+    doc.add_u64(fields.user, b.user_id);
+    for key in behavior_keys(b.user_id, b.item_id, b.behavior_type, &b.features) {
+        doc.add_u64(fields.keys, key);
+    }
+    for &c in &b.features.categories {
+        doc.add_u64(fields.cats, c);
+    }
+    for &t in &b.features.tags {
+        doc.add_u64(fields.tags, t);
+    }
+    doc.add_i64(fields.ts, b.timestamp);
+    doc.add_u64(fields.item, b.item_id);
+    doc.add_u64(fields.btype, b.behavior_type as u64);
+    doc.add_u64(fields.bkey, identity);
+    doc
+}
+
 /// Field handles of the behavior schema.
 #[derive(Debug, Clone)]
-pub struct Fields {
+pub(crate) struct Fields {
     /// `user << 24 | seq`.
     pub uk: Field,
     /// User id (indexed).
@@ -82,7 +153,7 @@ pub(crate) mod names {
 }
 
 /// Builds the schema and its field handles.
-pub fn build_schema() -> (Schema, Fields) {
+pub(crate) fn build_schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fast = NumericOptions::default().set_fast();
     let indexed = NumericOptions::default().set_indexed();
@@ -101,7 +172,7 @@ pub fn build_schema() -> (Schema, Fields) {
 }
 
 /// Field handles of an existing schema; fails if a field is missing.
-pub fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
+pub(crate) fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
     Ok(Fields {
         uk: schema.get_field(names::UK)?,
         user: schema.get_field(names::USER)?,
@@ -127,5 +198,28 @@ mod tests {
             split_user_seq_key(user_seq_key(MAX_USER_ID, 12)),
             (MAX_USER_ID, 12)
         );
+    }
+
+    #[test]
+    fn a_behavior_has_key_count_distinct_keys_of_its_own_user() {
+        let features = ItemFeatures {
+            categories: vec![3, 4],
+            tags: vec![9],
+        };
+        let keys: Vec<u64> = behavior_keys(7, 11, 2, &features).collect();
+        assert_eq!(keys.len(), key_count(2, 1) as usize);
+        assert_eq!(key_count(0, 0), 2);
+        assert_eq!(
+            keys,
+            [
+                feature_key(7, FeatureKind::Item, 11),
+                feature_key(7, FeatureKind::BehaviorType, 2),
+                feature_key(7, FeatureKind::Category, 3),
+                feature_key(7, FeatureKind::Category, 4),
+                feature_key(7, FeatureKind::Tag, 9),
+            ]
+        );
+        let other: Vec<u64> = behavior_keys(8, 11, 2, &features).collect();
+        assert!(keys.iter().all(|k| !other.contains(k)), "keys are per user");
     }
 }

@@ -9,16 +9,21 @@
 
 use std::sync::Arc;
 
-use hindsight_core::{AsOf, Behavior, FeatureKind, ItemFeatures, Seq};
+use hindsight_core::{feature_key, AsOf, Behavior, FeatureKind, ItemFeatures, Seq};
 use tantivy::columnar::{Column, ColumnValues};
 use tantivy::index::{InvertedIndexReader, SegmentId};
 use tantivy::postings::{SegmentPostings, TermInfo};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocId, Searcher, SegmentReader, Term};
+use tantivy::{Searcher, SegmentReader, Term};
 
 use crate::manifest::IndexState;
-use crate::schema::{names, split_user_seq_key, user_seq_key, Fields};
+use crate::postings::KeyPostings;
+use crate::schema::{key_count, names, split_user_seq_key, user_seq_key, Fields};
 use crate::Result;
+
+/// The position of a document in its segment (tantivy's doc id). Within a
+/// user's [`Run`], doc order is `seq` order.
+pub type DocId = u32;
 
 /// The open columns and inverted index of one segment.
 pub struct SegmentView {
@@ -82,7 +87,7 @@ impl SegmentView {
     }
 
     /// The segment's id.
-    pub fn id(&self) -> SegmentId {
+    pub(crate) fn id(&self) -> SegmentId {
         self.id
     }
 
@@ -113,6 +118,7 @@ impl SegmentView {
         let end = self.lower_bound(start, self.max_doc, user_seq_key(user + 1, 0));
         Some(Run {
             seg: self,
+            user,
             start,
             end,
             first_seq: self.seq(start),
@@ -149,12 +155,13 @@ impl SegmentView {
         self.bkey.get_val(doc)
     }
 
-    /// Number of feature values (categories + tags) of a document.
+    /// Number of feature keys of a document, its length for BM25 (see
+    /// [`key_count`](crate::schema::key_count)).
     #[inline]
-    pub fn feature_count(&self, doc: DocId) -> u32 {
+    pub fn key_count(&self, doc: DocId) -> u32 {
         let c = self.cats.index.value_row_ids(doc);
         let t = self.tags.index.value_row_ids(doc);
-        (c.end - c.start) + (t.end - t.start)
+        key_count((c.end - c.start) as usize, (t.end - t.start) as usize)
     }
 
     /// The whole behavior stored at `doc`.
@@ -187,7 +194,7 @@ impl SegmentView {
 
     /// The term info of a feature key in this segment (its document
     /// frequency and where its postings are), `None` if absent.
-    pub fn term_info(&self, key: u64) -> Result<Option<TermInfo>> {
+    pub(crate) fn term_info(&self, key: u64) -> Result<Option<TermInfo>> {
         Ok(self
             .keys
             .get_term_info(&Term::from_field_u64(self.keys_field, key))?)
@@ -195,7 +202,7 @@ impl SegmentView {
 
     /// Opens the postings of a term found by [`term_info`](Self::term_info)
     /// (no second dictionary lookup).
-    pub fn postings_from(&self, info: &TermInfo) -> Result<SegmentPostings> {
+    pub(crate) fn postings_from(&self, info: &TermInfo) -> Result<SegmentPostings> {
         Ok(self
             .keys
             .read_postings_from_terminfo(info, IndexRecordOption::Basic)?)
@@ -208,6 +215,8 @@ impl SegmentView {
 pub struct Run<'a> {
     /// The segment.
     pub seg: &'a SegmentView,
+    /// The user.
+    pub user: u64,
     /// First doc id of the run.
     pub start: DocId,
     /// One past the last doc id.
@@ -217,6 +226,13 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
+    /// The postings of the user's feature `(kind, value)` in this run
+    /// (`None` if no behavior of the segment has it).
+    pub fn postings(&self, kind: FeatureKind, value: u64) -> Result<Option<KeyPostings<'a>>> {
+        let info = self.seg.term_info(feature_key(self.user, kind, value))?;
+        Ok(info.map(|info| KeyPostings::new(*self, info)))
+    }
+
     /// The doc holding the behavior with this `seq`, if in this run.
     pub fn doc_of_seq(&self, seq: Seq) -> Option<DocId> {
         let doc = self.partition(self.start, self.end, |d| self.seg.seq(d) < seq);
@@ -288,13 +304,13 @@ impl Snapshot {
         &self.segments
     }
 
-    /// The tantivy searcher (for baselines and diagnostics).
-    pub fn searcher(&self) -> &Searcher {
+    /// The tantivy searcher (for the baseline).
+    pub(crate) fn searcher(&self) -> &Searcher {
         &self.searcher
     }
 
     /// The schema's field handles.
-    pub fn fields(&self) -> &Fields {
+    pub(crate) fn fields(&self) -> &Fields {
         &self.fields
     }
 
@@ -331,19 +347,6 @@ impl Snapshot {
             }
         }
         Ok(None)
-    }
-
-    /// Total number of documents having a feature key, over all segments.
-    pub fn key_doc_freq(&self, user: u64, kind: FeatureKind, value: u64) -> Result<u64> {
-        let key = hindsight_core::feature_key(user, kind, value);
-        let term = Term::from_field_u64(self.fields.keys, key);
-        let mut df = 0u64;
-        for seg in &self.segments {
-            if let Some(info) = seg.keys.get_term_info(&term)? {
-                df += info.doc_freq as u64;
-            }
-        }
-        Ok(df)
     }
 }
 

@@ -336,3 +336,45 @@ fn out_of_range_user_refuses_the_whole_batch() {
     assert!(matches!(err, IndexError::InvalidInput(_)), "{err}");
     assert!(index.snapshot().history(1).is_empty());
 }
+
+#[test]
+fn creating_an_index_twice_is_already_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_index(dir.path()));
+    let err = BehaviorIndex::create(dir.path(), &taobao()).err().unwrap();
+    assert!(
+        matches!(&err, IndexError::AlreadyExists(p) if p == dir.path()),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("an index already exists at"),
+        "{err}"
+    );
+    // The existing index is untouched and still opens.
+    BehaviorIndex::open(dir.path()).unwrap();
+}
+
+#[test]
+fn writing_while_another_writer_holds_the_lock_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let _held = index.live_writer(32 << 20).unwrap();
+    // Another handle on the same folder, as another process would open it.
+    let other = BehaviorIndex::open(dir.path()).unwrap();
+    let err = other.append(&[nb(1, 1, 1, 1)]).unwrap_err();
+    assert!(
+        matches!(&err, IndexError::Locked(p) if p == dir.path()),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("writer lock") && msg.contains("read-only"),
+        "{msg}"
+    );
+    assert!(matches!(
+        other.live_writer(32 << 20).err().unwrap(),
+        IndexError::Locked(_)
+    ));
+    // Reading is not blocked.
+    assert_eq!(other.snapshot().num_behaviors(), 0);
+}

@@ -21,10 +21,10 @@ use std::sync::Arc;
 
 use hindsight_core::{feature_key, FeatureKind, ItemFeatures, Seq};
 use serde::{Deserialize, Serialize};
-use tantivy::{IndexWriter, TantivyDocument};
+use tantivy::IndexWriter;
 
 use crate::manifest::{IndexState, IngestRecord, MAX_INGEST_RECORDS};
-use crate::schema::{user_seq_key, MAX_SEQ, MAX_USER_ID};
+use crate::schema::{behavior_document, key_count, MAX_SEQ, MAX_USER_ID};
 use crate::snapshot::Snapshot;
 use crate::{BehaviorIndex, IndexError, Result};
 
@@ -130,11 +130,7 @@ impl<'a> Writer<'a> {
         let writer: IndexWriter = match index.index.writer_with_num_threads(1, memory_budget) {
             Ok(w) => w,
             Err(tantivy::TantivyError::LockFailure(_, _)) => {
-                return Err(IndexError::Corrupt(format!(
-                    "another process is writing to {}; wait for it to finish (or, if none runs, remove {}/.tantivy-writer.lock)",
-                    index.path().display(),
-                    index.path().display()
-                )))
+                return Err(IndexError::Locked(index.path().to_owned()))
             }
             Err(e) => return Err(e.into()),
         };
@@ -254,39 +250,16 @@ impl<'a> Writer<'a> {
         let late = cursor.last_ts.is_some_and(|t| b.timestamp < t);
         cursor.last_ts = Some(cursor.last_ts.map_or(b.timestamp, |t| t.max(b.timestamp)));
 
-        let fields = &self.index.fields;
-        let mut doc = TantivyDocument::new();
-        doc.add_u64(fields.uk, user_seq_key(b.user_id, seq));
-        doc.add_u64(fields.user, b.user_id);
-        doc.add_u64(
-            fields.keys,
-            feature_key(b.user_id, FeatureKind::Item, b.item_id),
-        );
-        doc.add_u64(
-            fields.keys,
-            feature_key(b.user_id, FeatureKind::BehaviorType, b.behavior_type as u64),
-        );
-        for &c in &b.features.categories {
-            doc.add_u64(
-                fields.keys,
-                feature_key(b.user_id, FeatureKind::Category, c),
-            );
-            doc.add_u64(fields.cats, c);
-        }
-        for &t in &b.features.tags {
-            doc.add_u64(fields.keys, feature_key(b.user_id, FeatureKind::Tag, t));
-            doc.add_u64(fields.tags, t);
-        }
-        doc.add_i64(fields.ts, b.timestamp);
-        doc.add_u64(fields.item, b.item_id);
-        doc.add_u64(fields.btype, b.behavior_type as u64);
-        doc.add_u64(fields.bkey, key);
+        let doc = behavior_document(&self.index.fields, b, seq, key);
         self.writer.add_document(doc)?;
 
         if late {
             self.state.ts_monotonic = false;
         }
-        let keys = 2 + (b.features.categories.len() + b.features.tags.len()) as u64;
+        let keys = u64::from(key_count(
+            b.features.categories.len(),
+            b.features.tags.len(),
+        ));
         self.state.behaviors += 1;
         self.state.feature_keys += keys;
         self.state.min_feature_keys =

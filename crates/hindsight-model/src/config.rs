@@ -3,52 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-
-/// Which CTR model to build.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    /// Embedding&MLP baseline: mean of the history embeddings, concatenated
-    /// with the target, into an MLP.
-    SumPool,
-    /// Deep Interest Network (Zhou et al., KDD 2018).
-    #[default]
-    Din,
-    /// Deep Interest Evolution Network (Zhou et al., AAAI 2019).
-    Dien,
-}
-
-impl ModelKind {
-    /// The name used in configs and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelKind::SumPool => "sum_pool",
-            ModelKind::Din => "din",
-            ModelKind::Dien => "dien",
-        }
-    }
-}
-
-impl std::fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for ModelKind {
-    type Err = ModelError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "sum_pool" | "sumpool" => Ok(ModelKind::SumPool),
-            "din" => Ok(ModelKind::Din),
-            "dien" => Ok(ModelKind::Dien),
-            _ => Err(ModelError::InvalidConfig(format!(
-                "unknown model kind {s:?}; use sum_pool, din or dien"
-            ))),
-        }
-    }
-}
+use crate::models::ModelKind;
 
 /// The activation of the hidden layers of the final MLP.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -53,11 +53,11 @@ mod vocab;
 mod tests;
 
 pub use batch::Batch;
-pub use config::{Activation, ModelConfig, ModelKind, StopMetric};
+pub use config::{Activation, ModelConfig, StopMetric};
 pub use device::{device_name, set_cpu_threads, Device};
 pub use error::{ModelError, Result};
 pub use example::Example;
-pub use models::{build_model, CtrModel, Dien, Din, ModelOutput, SumPool};
+pub use models::{build_model, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool};
 pub use train::{train, EpochReport, ProgressFn, TrainEvent, TrainOptions, TrainReport};
 pub use trained::{TrainedModel, CONFIG_FILE, WEIGHTS_FILE};
 pub use vocab::{time_gap_bucket, FeatureVocab, VocabBuilder, OOV, PAD, TIME_GAP_BUCKETS};

@@ -11,10 +11,18 @@
 //! | `ubr`      | BM25 over the target's features (item, categories, tags) against the user's feature-keyed behaviors | UBR4CTR, Qin et al. SIGIR 2020 |
 //! | `hybrid`   | a few most recent behaviors, the rest by `ubr` | |
 //!
-//! Every strategy implements [`RetrievalStrategy`], so hashing strategies
-//! (ETA, SDIM) can be added beside them. All of them read only the user's
-//! own runs of the index (see `hindsight_index::schema`), only behaviors
-//! strictly before the as-of point, and never return more than N.
+//! Every strategy implements [`RetrievalStrategy`] in its own module under
+//! `strategies/`, and one line of the registry there makes it a
+//! [`StrategyKind`] (its name, parsing, `Display`, [`StrategyKind::HELP`]):
+//! that is how embedding and hashing strategies (SIM soft search, ETA,
+//! SDIM) are added. All of them read only the user's own runs of the index
+//! through `hindsight_index`'s types (columns, [`KeyPostings`] of the
+//! user's feature keys, [`NewestMatches`] windows), only behaviors strictly
+//! before the as-of point, and never return more than N. The BM25 maths
+//! are [`Bm25Weight`], the top-N heap is [`TopN`].
+//!
+//! [`KeyPostings`]: hindsight_index::KeyPostings
+//! [`NewestMatches`]: hindsight_index::NewestMatches
 //!
 //! ```no_run
 //! use hindsight_core::{AsOf, ItemFeatures, Target};
@@ -32,8 +40,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod baseline;
+pub mod bm25;
 mod strategies;
+pub mod topn;
 
 use std::fmt;
 use std::str::FromStr;
@@ -42,26 +51,19 @@ use hindsight_core::{AsOf, Behavior, BehaviorFilter, Target};
 use hindsight_index::{History, Snapshot};
 use serde::{Deserialize, Serialize};
 
-pub use baseline::naive_boolean;
-pub use strategies::{Hybrid, Recent, SimHard, Ubr, UbrConfig};
+pub use bm25::Bm25Weight;
+pub use strategies::{Hybrid, Recent, SimHard, StrategyKind, Ubr, UbrConfig};
+pub use topn::TopN;
 
 /// Errors of retrieval.
 #[derive(Debug, thiserror::Error)]
 pub enum RetrievalError {
-    /// The index could not be read.
+    /// The index could not be read (its columns or postings).
     #[error(transparent)]
     Index(#[from] hindsight_index::IndexError),
-    /// Tantivy failed while reading postings.
-    #[error("tantivy: {0}")]
-    Tantivy(#[from] tantivy_error::TantivyError),
     /// An unknown strategy name.
-    #[error("unknown retrieval strategy {0:?}; use one of recent, sim-hard, ubr, hybrid")]
+    #[error("unknown retrieval strategy {0:?}; use one of {list}", list = StrategyKind::HELP)]
     UnknownStrategy(String),
-}
-
-/// Re-export of the tantivy error type, so callers need not depend on tantivy.
-pub mod tantivy_error {
-    pub use hindsight_index::tantivy::TantivyError;
 }
 
 /// Result alias of the retrieval crate.
@@ -131,50 +133,6 @@ pub trait RetrievalStrategy: Send + Sync {
     ) -> Result<()>;
 }
 
-/// The built-in strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StrategyKind {
-    /// [`Recent`].
-    Recent,
-    /// [`SimHard`].
-    SimHard,
-    /// [`Ubr`].
-    Ubr,
-    /// [`Hybrid`].
-    Hybrid,
-}
-
-impl StrategyKind {
-    /// All built-in strategies.
-    pub const ALL: [StrategyKind; 4] = [
-        StrategyKind::Recent,
-        StrategyKind::SimHard,
-        StrategyKind::Ubr,
-        StrategyKind::Hybrid,
-    ];
-
-    /// The name used on the command line.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            StrategyKind::Recent => "recent",
-            StrategyKind::SimHard => "sim-hard",
-            StrategyKind::Ubr => "ubr",
-            StrategyKind::Hybrid => "hybrid",
-        }
-    }
-
-    /// The strategy with default settings.
-    pub fn build(&self) -> Box<dyn RetrievalStrategy> {
-        match self {
-            StrategyKind::Recent => Box::new(Recent),
-            StrategyKind::SimHard => Box::new(SimHard),
-            StrategyKind::Ubr => Box::new(Ubr::default()),
-            StrategyKind::Hybrid => Box::new(Hybrid::default()),
-        }
-    }
-}
-
 impl fmt::Display for StrategyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -184,10 +142,7 @@ impl fmt::Display for StrategyKind {
 impl FromStr for StrategyKind {
     type Err = RetrievalError;
     fn from_str(s: &str) -> Result<Self> {
-        StrategyKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s || (s == "sim_hard" && *k == StrategyKind::SimHard))
-            .ok_or_else(|| RetrievalError::UnknownStrategy(s.to_owned()))
+        StrategyKind::from_name(s).ok_or_else(|| RetrievalError::UnknownStrategy(s.to_owned()))
     }
 }
 

@@ -23,9 +23,9 @@
 
 use tch::{nn, Kind, Reduction, Tensor};
 
-use super::{CtrModel, ModelOutput};
+use super::{CtrModel, ModelKind, ModelOutput};
 use crate::batch::Batch;
-use crate::config::{Activation, ModelConfig, ModelKind};
+use crate::config::{Activation, ModelConfig};
 use crate::layers::{FeatureEmbedding, Init, Linear, Mlp};
 use crate::vocab::FeatureVocab;
 

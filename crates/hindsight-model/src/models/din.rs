@@ -8,9 +8,9 @@
 
 use tch::{nn, Tensor};
 
-use super::{CtrModel, ModelOutput};
+use super::{CtrModel, ModelKind, ModelOutput};
 use crate::batch::Batch;
-use crate::config::{Activation, ModelConfig, ModelKind};
+use crate::config::{Activation, ModelConfig};
 use crate::layers::{Act, FeatureEmbedding, Init, Linear, Mlp};
 use crate::vocab::FeatureVocab;
 

@@ -18,20 +18,120 @@
 //!
 //! Each model ends in an MLP over `[user interest, target item
 //! representation]` that outputs one logit.
-
-mod dien;
-mod din;
-mod sum_pool;
-
-pub use dien::Dien;
-pub use din::Din;
-pub use sum_pool::SumPool;
+//!
+//! # Adding a model
+//!
+//! One new file here with a type implementing [`CtrModel`] and an inherent
+//! `fn new(p: &nn::Path<'_>, cfg: &ModelConfig, vocab: &FeatureVocab) ->
+//! Self` (its `kind()` returns its new [`ModelKind`] variant), plus one
+//! line in the `registry!` call below: [`ModelKind`], its names (the
+//! `kind` of `config.json`), parsing, `Display` and [`build_model`] all
+//! come from that line.
 
 use tch::{nn, Tensor};
 
 use crate::batch::Batch;
-use crate::config::{ModelConfig, ModelKind};
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
 use crate::vocab::FeatureVocab;
+
+/// Declares the model modules and generates [`ModelKind`] and
+/// [`build_model`] from one line per model:
+/// `Variant = "name" | "alias"... => module::Type,` (names in snake_case;
+/// parsing also accepts `-` for `_` and any case).
+macro_rules! registry {
+    ($( $(#[$meta:meta])* $variant:ident = $name:literal $(| $alias:literal)* => $module:ident :: $ty:ident ),+ $(,)?) => {
+        $( mod $module; pub use $module::$ty; )+
+
+        /// Which CTR model to build (one line each in the registry of `models/mod.rs`).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+        pub enum ModelKind {
+            $( $(#[$meta])* $variant, )+
+        }
+
+        impl ModelKind {
+            /// All models, in registry order.
+            pub const ALL: [ModelKind; 0 $(+ registry!(@one $variant))+] = [$(ModelKind::$variant),+];
+
+            /// Their names, in registry order.
+            pub const NAMES: [&'static str; 0 $(+ registry!(@one $variant))+] = [$($name),+];
+
+            /// Their names, comma-separated (for help texts and errors).
+            pub const HELP: &'static str = registry!(@join $($name),+);
+
+            /// The name used in configs and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ModelKind::$variant => $name,)+ }
+            }
+
+            /// The model named `s` (a name or an alias, after trimming,
+            /// lowercasing and reading `-` as `_`).
+            fn from_name(s: &str) -> Option<ModelKind> {
+                match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                    $( $name $(| $alias)* => Some(ModelKind::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+
+        /// Builds the model `cfg.kind` with its parameters under `p`.
+        pub fn build_model(p: &nn::Path<'_>, cfg: &ModelConfig, vocab: &FeatureVocab) -> Box<dyn CtrModel> {
+            match cfg.kind {
+                $( ModelKind::$variant => Box::new(<$ty>::new(p, cfg, vocab)), )+
+            }
+        }
+    };
+    (@one $x:ident) => { 1usize };
+    (@join $first:literal $(, $rest:literal)*) => { concat!($first $(, ", ", $rest)*) };
+}
+
+registry! {
+    /// Embedding&MLP baseline: mean of the history embeddings, concatenated
+    /// with the target, into an MLP.
+    SumPool = "sum_pool" | "sumpool" => sum_pool::SumPool,
+    /// Deep Interest Network (Zhou et al., KDD 2018).
+    #[default]
+    Din = "din" => din::Din,
+    /// Deep Interest Evolution Network (Zhou et al., AAAI 2019).
+    Dien = "dien" => dien::Dien,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        ModelKind::from_name(s).ok_or_else(|| {
+            ModelError::InvalidConfig(format!(
+                "unknown model kind {s:?}; use one of {}",
+                ModelKind::HELP
+            ))
+        })
+    }
+}
+
+// The serde form (the `kind` of a checkpoint's config.json) is exactly the
+// name: older checkpoints load unchanged, and aliases are for people only.
+impl serde::Serialize for ModelKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ModelKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ModelKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&s, &ModelKind::NAMES))
+    }
+}
 
 /// What a forward pass returns.
 #[derive(Debug)]
@@ -61,11 +161,27 @@ pub trait CtrModel: Send + std::fmt::Debug {
     }
 }
 
-/// Builds the model `cfg.kind` with its parameters under `p`.
-pub fn build_model(p: &nn::Path<'_>, cfg: &ModelConfig, vocab: &FeatureVocab) -> Box<dyn CtrModel> {
-    match cfg.kind {
-        ModelKind::SumPool => Box::new(SumPool::new(p, cfg, vocab)),
-        ModelKind::Din => Box::new(Din::new(p, cfg, vocab)),
-        ModelKind::Dien => Box::new(Dien::new(p, cfg, vocab)),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_display_and_serialize_from_the_registry() {
+        assert_eq!(ModelKind::HELP, "sum_pool, din, dien");
+        assert_eq!(ModelKind::default(), ModelKind::Din);
+        for k in ModelKind::ALL {
+            assert_eq!(k.as_str().parse::<ModelKind>().unwrap(), k);
+            assert_eq!(k.to_string(), k.as_str());
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<ModelKind>(&json).unwrap(), k);
+        }
+        for alias in ["sumpool", "Sum-Pool", " SUM_POOL "] {
+            assert_eq!(alias.parse::<ModelKind>().unwrap(), ModelKind::SumPool);
+        }
+        // Checkpoints hold the exact name.
+        assert!(serde_json::from_str::<ModelKind>("\"sumpool\"").is_err());
+        let err = "bst".parse::<ModelKind>().unwrap_err().to_string();
+        assert!(err.contains("sum_pool, din, dien"), "{err}");
     }
 }

@@ -4,9 +4,9 @@
 
 use tch::{nn, Kind, Tensor};
 
-use super::{CtrModel, ModelOutput};
+use super::{CtrModel, ModelKind, ModelOutput};
 use crate::batch::Batch;
-use crate::config::{ModelConfig, ModelKind};
+use crate::config::ModelConfig;
 use crate::layers::{FeatureEmbedding, Init, Mlp};
 use crate::vocab::FeatureVocab;
 

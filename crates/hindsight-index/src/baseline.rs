@@ -6,26 +6,40 @@
 //! `Should` clauses are optional, so it matches and scores every behavior
 //! of the user and fills the top N with non-matches when few match; and
 //! the filter opens its fast-field column on every search. The strategies
-//! of this crate read the user's own run of the index instead.
+//! of `hindsight-retrieval` read the user's own run of the index instead.
+//!
+//! It lives in the index crate because it is written with tantivy queries,
+//! and no other crate of the workspace uses tantivy.
 
 use hindsight_core::{feature_key, AsOf, FeatureKind, Target};
-use hindsight_index::schema::user_seq_key;
-use hindsight_index::tantivy::collector::{FilterCollector, TopDocs};
-use hindsight_index::tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use hindsight_index::tantivy::schema::IndexRecordOption;
-use hindsight_index::tantivy::{DocAddress, Term};
-use hindsight_index::Snapshot;
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::Term;
 
-use crate::Result;
+use crate::schema::{names, user_seq_key, MAX_SEQ};
+use crate::{DocId, Result, Snapshot};
 
-/// Runs the naive boolean query; returns (score, doc address) pairs.
+/// A document the naive query found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineHit {
+    /// tantivy's BM25 score of the boolean query.
+    pub score: f32,
+    /// The segment's position in [`Snapshot::segments`].
+    pub segment: u32,
+    /// The document in that segment.
+    pub doc: DocId,
+}
+
+/// Runs the naive boolean query; returns the top `max(n, 1)` documents by
+/// score.
 pub fn naive_boolean(
     snapshot: &Snapshot,
     user: u64,
     target: &Target,
     n: usize,
     as_of: AsOf,
-) -> Result<Vec<(f32, DocAddress)>> {
+) -> Result<Vec<BaselineHit>> {
     let f = snapshot.fields();
     let term = |key: u64| -> Box<dyn Query> {
         Box::new(TermQuery::new(
@@ -51,11 +65,19 @@ pub fn naive_boolean(
         ));
     }
     let query = BooleanQuery::new(clauses);
-    let upper = user_seq_key(user, as_of.seq.unwrap_or(hindsight_index::schema::MAX_SEQ));
+    let upper = user_seq_key(user, as_of.seq.unwrap_or(MAX_SEQ));
     let collector = FilterCollector::new(
-        "uk".to_owned(),
+        names::UK.to_owned(),
         move |uk: u64| uk < upper,
         TopDocs::with_limit(n.max(1)).order_by_score(),
     );
-    Ok(snapshot.searcher().search(&query, &collector)?)
+    let hits = snapshot.searcher().search(&query, &collector)?;
+    Ok(hits
+        .into_iter()
+        .map(|(score, addr)| BaselineHit {
+            score,
+            segment: addr.segment_ord,
+            doc: addr.doc_id,
+        })
+        .collect())
 }
