@@ -36,6 +36,8 @@ mod time;
 mod vocab;
 
 #[cfg(test)]
+mod docs;
+#[cfg(test)]
 mod tests;
 
 pub use check::{
