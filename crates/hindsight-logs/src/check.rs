@@ -491,7 +491,7 @@ pub fn guess_mapping(log: &Path, item_table: Option<&Path>) -> Result<Guess> {
     notes.push(if has_header {
         format!("line 1 is a header: {}", names.join(", "))
     } else {
-        "line 1 is data (no header): columns get the names col0, col1, ... in \"columns\"; rename them as you like".into()
+        "line 1 is data (no header): \"columns\" names the columns (user_id, item_id, ... for the roles guessed, col<i> for the others); rename them as you like".into()
     });
     let stats: Vec<Col> = (0..width).map(|j| column_stats(rows, j)).collect();
     // Roles by header name first, then the rest by values, in an order
@@ -516,7 +516,10 @@ pub fn guess_mapping(log: &Path, item_table: Option<&Path>) -> Result<Guess> {
             {
                 taken.push(j);
                 found[r] = Some(j);
-                notes.push(format!("{label}: column {:?} (from its name)", names[j]));
+                notes.push(format!(
+                    "{label}: column {j} {:?} (from its name)",
+                    names[j]
+                ));
             }
         }
     }
@@ -529,10 +532,26 @@ pub fn guess_mapping(log: &Path, item_table: Option<&Path>) -> Result<Guess> {
         if let Some(j) = (0..width).find(|j| !taken.contains(j) && fits(&stats[*j])) {
             taken.push(j);
             found[r] = Some(j);
-            notes.push(format!("{label}: column {:?} (from its values)", names[j]));
+            notes.push(format!("{label}: column {j} (from its values)"));
         }
     }
     let [time, user, item, rating, behavior, category] = found;
+    let mut names = names;
+    if !has_header {
+        let role_names = [
+            "timestamp",
+            "user_id",
+            "item_id",
+            "rating",
+            "behavior_type",
+            "category_id",
+        ];
+        for (r, j) in found.iter().enumerate() {
+            if let Some(j) = j {
+                names[*j] = role_names[r].to_owned();
+            }
+        }
+    }
     let (Some(user), Some(item)) = (user, item) else {
         return Err(LogError::Mapping(format!(
             "cannot tell the user and item columns of {} (columns: {}); write the mapping by hand (docs/mapping.md)",

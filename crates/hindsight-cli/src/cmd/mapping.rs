@@ -50,7 +50,8 @@ struct CheckArgs {
     /// The mapping: a JSON file, or a preset name (taobao, movielens).
     mapping: String,
     /// The log (a file, or a folder with the mapping's log_file).
-    log: PathBuf,
+    #[arg(value_name = "LOG")]
+    input: PathBuf,
     /// How many rows to read.
     #[arg(long, default_value_t = 1000)]
     rows: u64,
@@ -76,16 +77,16 @@ pub fn run(a: Args) -> Result<()> {
         }
         Command::Check(a) => {
             let mapping = load_mapping(&a.mapping)?;
-            let c = check_source(&mapping, &a.log, a.rows, 3).with_context(|| {
-                format!("checking mapping {} on {}", a.mapping, a.log.display())
+            let c = check_source(&mapping, &a.input, a.rows, 3).with_context(|| {
+                format!("checking mapping {} on {}", a.mapping, a.input.display())
             })?;
             if a.json {
                 super::print_json(&c)?;
             } else {
-                print_check(&mapping, &a.log, &c);
+                print_check(&mapping, &a.input, &c);
             }
             if c.nothing_parses() {
-                bail!("{}", nothing_parses(&c, &a.log));
+                bail!("{}", nothing_parses(&c, &a.input));
             }
             Ok(())
         }
