@@ -161,7 +161,7 @@ pub fn check_source(
         })
         .collect();
     c.rejects = rejects.into_values().collect();
-    c.rejects.sort_by(|a, b| b.count.cmp(&a.count));
+    c.rejects.sort_by_key(|r| std::cmp::Reverse(r.count));
     c.users = users.len() as u64;
     c.items = items.len() as u64;
     c.time_range = c

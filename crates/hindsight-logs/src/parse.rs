@@ -238,7 +238,7 @@ impl RowSpec {
         let timestamp = parse_timestamp(field(self.timestamp.index), &self.timestamp, self.unit)
             .map_err(|m| (RejectReason::Timestamp, m))?;
         let behavior_type = self
-            .behavior_type(|i| field(i))
+            .behavior_type(&field)
             .map_err(|m| (RejectReason::BehaviorType, m))?;
         let mut features = ItemFeatures::default();
         if let Some(c) = &self.category {
