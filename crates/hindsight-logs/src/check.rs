@@ -213,11 +213,11 @@ pub struct Guess {
 
 /// How an item table was guessed (see [`guess_mapping`]).
 #[derive(Debug, Clone)]
-pub struct TableGuess {
+pub(crate) struct TableGuess {
     /// The mapping of the table.
-    pub table: ItemTableMapping,
+    pub(crate) table: ItemTableMapping,
     /// Whether its values look like tags rather than categories.
-    pub tags: bool,
+    pub(crate) tags: bool,
 }
 
 /// Lines read to guess.
@@ -737,9 +737,12 @@ fn guess_table(
         .filter_map(|r| r.get(value))
         .map(|v| encoding.decode(v).0.trim().to_owned())
         .collect();
+    // A space separates values only in RecBole's `token_seq` columns:
+    // elsewhere it is part of a value ("Highly quotable").
+    let token_seq = names[value].ends_with(":token_seq");
     let separator = ["|", ",", ";", " "]
         .into_iter()
-        .filter(|s| **s != sample.delimiter)
+        .filter(|s| **s != sample.delimiter && (*s != " " || token_seq))
         .map(|s| (s, values.iter().filter(|v| v.contains(s)).count()))
         .filter(|&(_, n)| n * 5 >= values.len().max(1))
         .max_by_key(|&(_, n)| n)
@@ -800,4 +803,140 @@ fn guess_table(
         },
         tags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn guesses_a_headerless_taobao_like_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = file(
+            dir.path(),
+            "ub.csv",
+            "1,2268318,2520377,pv,1511544070\n1,2333346,2520771,cart,1511561733\n2,2576651,149192,pv,1511572885\n",
+        );
+        let g = guess_mapping(&log, None).unwrap();
+        let m = &g.mapping;
+        assert!(!m.has_header);
+        assert_eq!(m.delimiter, None);
+        assert_eq!(
+            m.columns.as_deref().unwrap(),
+            [
+                "user_id",
+                "item_id",
+                "category_id",
+                "behavior_type",
+                "timestamp"
+            ]
+        );
+        assert_eq!(m.behavior_type_names(), ["pv", "cart"]);
+        assert_eq!(m.categories, CategoryMapping::Column("category_id".into()));
+        assert_eq!(m.timestamp_unit, TimestampUnit::Seconds);
+        assert!(g
+            .notes
+            .iter()
+            .any(|n| n.contains("rows with other values are rejected")));
+        let c = check_source(m, &log, 1000, 3).unwrap();
+        assert_eq!((c.rows_read, c.parsed), (3, 3));
+    }
+
+    #[test]
+    fn guesses_units_constant_behavior_and_tag_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = file(
+            dir.path(),
+            "clicks.txt",
+            "uid;product;ts_ms\n5;10;1511544070999\n6;11;1511544071000\n",
+        );
+        let tags = file(
+            dir.path(),
+            "tags.csv",
+            "userId,movieId,tag\n1,10,Highly quotable\n2,11,dark comedy\n",
+        );
+        let g = guess_mapping(&log, Some(&tags)).unwrap();
+        let m = &g.mapping;
+        assert!(m.has_header);
+        assert_eq!(m.delimiter.as_deref(), Some(";"));
+        assert_eq!(
+            (m.user.clone(), m.item.clone()),
+            ("uid".into(), "product".into())
+        );
+        assert_eq!(m.timestamp, Column::from("ts_ms"));
+        assert_eq!(m.timestamp_unit, TimestampUnit::Millis);
+        assert_eq!(m.behavior, BehaviorMapping::Constant("interaction".into()));
+        let TagMapping::TagTable(t) = &m.tags else {
+            panic!("{m:?}")
+        };
+        assert_eq!(t.value_column, Column::from("tag"));
+        assert_eq!(t.separator, None, "a space is part of a tag");
+        assert!(t.lowercase);
+        let c = check_source(m, &log, 1000, 3).unwrap();
+        assert_eq!((c.parsed, c.rows_with_tags), (2, 2));
+        assert_eq!(c.timestamps, Some((1_511_544_070, 1_511_544_071)));
+
+        let iso = file(
+            dir.path(),
+            "e.tsv",
+            "7\t1\t2017-11-25T01:21:10Z\n8\t2\t2017-11-26T00:00:00Z\n",
+        );
+        let m = guess_mapping(&iso, None).unwrap().mapping;
+        assert_eq!(m.format, InputFormat::Tsv);
+        assert_eq!(m.timestamp_unit, TimestampUnit::Rfc3339);
+        assert_eq!(check_source(&m, &iso, 10, 1).unwrap().parsed, 2);
+    }
+
+    #[test]
+    fn guessing_fails_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = file(dir.path(), "e.csv", "");
+        let e = guess_mapping(&empty, None).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let words = file(dir.path(), "w.csv", "a b\nc d\n");
+        let e = guess_mapping(&words, None).unwrap_err().to_string();
+        assert!(e.contains("docs/mapping.md"), "{e}");
+        let pq = file(dir.path(), "x.parquet", "PAR1");
+        assert!(guess_mapping(&pq, None).is_err());
+    }
+
+    #[test]
+    fn check_warns_about_a_table_no_row_joins_and_unlikely_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = file(
+            dir.path(),
+            "r.csv",
+            "user_id,item_id,rating,timestamp\n1,1,4,964982703\n",
+        );
+        file(
+            dir.path(),
+            "movies.csv",
+            "item_id,title,genres\n99,X,Comedy\n",
+        );
+        let mut m = DatasetMapping::preset("movielens").unwrap();
+        m.tags = TagMapping::None;
+        m.timestamp_unit = TimestampUnit::Millis;
+        let c = check_source(&m, &log, 1000, 3).unwrap();
+        assert_eq!(c.parsed, 1);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("no item of the first 1 rows")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("seconds rather than milliseconds")),
+            "{:?}",
+            c.warnings
+        );
+    }
 }

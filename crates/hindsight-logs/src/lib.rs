@@ -40,9 +40,7 @@ mod docs;
 #[cfg(test)]
 mod tests;
 
-pub use check::{
-    check_source, guess_mapping, Guess, MappedColumn, ReasonCount, SourceCheck, TableGuess,
-};
+pub use check::{check_source, guess_mapping, Guess, MappedColumn, ReasonCount, SourceCheck};
 pub use error::{LogError, Result};
 pub use mapping::*;
 pub use source::open_source;
