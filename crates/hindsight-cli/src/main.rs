@@ -27,6 +27,8 @@ struct Cli {
 enum Command {
     /// Build or extend an index from a behavior log (CSV, TSV, Parquet).
     Ingest(cmd::ingest::Args),
+    /// Write, check and describe dataset mappings (docs/mapping.md).
+    Mapping(cmd::mapping::Args),
     /// Retrieve a user's most relevant behaviors for a target item.
     Retrieve(cmd::retrieve::Args),
     /// Inspect an index.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Ingest(a) => cmd::ingest::run(a),
+        Command::Mapping(a) => cmd::mapping::run(a),
         Command::Retrieve(a) => cmd::retrieve::run(a),
         Command::Index {
             command: IndexCommand::Info(a),

@@ -28,7 +28,7 @@ pub enum IndexError {
     #[error("no hindsight index at {0}; build one with `hindsight ingest --index {0} ...`")]
     NotAnIndex(PathBuf),
     /// The index was created for another dataset mapping than the one given.
-    #[error("index at {path} was built with mapping {found:?}, not {given:?}; ingest into a new index or use the same preset")]
+    #[error("index at {path} was built with another mapping than the one given: {differences}; ingest into a new index, or give the mapping it was built with (`hindsight index info` shows it)")]
     MappingMismatch {
         /// The index folder.
         path: PathBuf,
@@ -36,6 +36,8 @@ pub enum IndexError {
         found: String,
         /// Mapping name given now.
         given: String,
+        /// The fields that differ, e.g. `"delimiter": "," in the index, "::" given`.
+        differences: String,
     },
     /// `create` was asked for a folder that already holds an index.
     #[error("an index already exists at {0}; open it (ingest extends it), or choose another --index folder")]

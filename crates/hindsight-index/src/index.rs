@@ -41,9 +41,19 @@ pub struct BehaviorIndex {
 
 impl BehaviorIndex {
     /// Creates a new, empty index at `path` (the folder is created; it must
-    /// not already hold an index).
+    /// not already hold an index). When creating fails, a folder this call
+    /// created is removed again, so a failed start leaves nothing behind.
     pub fn create(path: impl AsRef<Path>, mapping: &DatasetMapping) -> Result<BehaviorIndex> {
         let path = path.as_ref();
+        let existed = path.exists();
+        let result = Self::create_in(path, mapping);
+        if result.is_err() && !existed {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        result
+    }
+
+    fn create_in(path: &Path, mapping: &DatasetMapping) -> Result<BehaviorIndex> {
         std::fs::create_dir_all(path)?;
         if path.join(crate::manifest::MANIFEST_FILE).exists() || path.join("meta.json").exists() {
             return Err(IndexError::AlreadyExists(path.to_owned()));
@@ -119,13 +129,23 @@ impl BehaviorIndex {
         }
     }
 
-    /// Fails unless the index was built with `mapping`.
+    /// Fails unless the index was built with `mapping`; the error lists
+    /// the fields that differ. The stored mapping is read back first, so
+    /// fields added to the mapping format later (read with their default)
+    /// do not count as differences.
     pub fn check_mapping(&self, mapping: &DatasetMapping) -> Result<()> {
-        if self.manifest.mapping != serde_json::to_value(mapping)? {
+        let stored = match serde_json::from_value::<DatasetMapping>(self.manifest.mapping.clone()) {
+            Ok(m) => serde_json::to_value(m)?,
+            Err(_) => self.manifest.mapping.clone(),
+        };
+        let given = serde_json::to_value(mapping)?;
+        if stored != given {
+            let diffs = crate::manifest::mapping_differences(&stored, &given);
             return Err(IndexError::MappingMismatch {
                 path: self.path.clone(),
                 found: self.manifest.mapping_name.clone(),
                 given: mapping.name.clone(),
+                differences: diffs.join("; "),
             });
         }
         Ok(())

@@ -116,6 +116,9 @@ pub struct IngestReport {
     pub behaviors_per_sec: f64,
     /// Behaviors in the index after the ingest.
     pub index_behaviors: u64,
+    /// What looked suspicious in the input (see
+    /// `hindsight_logs::BehaviorSource::warnings`).
+    pub warnings: Vec<String>,
 }
 
 /// A malformed row in a report.
@@ -299,7 +302,9 @@ pub fn ingest(
     };
     while let Some(row) = source.next_row(&mut vocabs)? {
         rows_read += 1;
-        match row {
+        // A behavior the index cannot hold (hindsight_core::limits) is a
+        // rejected row like a malformed one, never the end of the run.
+        match row.checked() {
             Row::Ok(b) => {
                 good += 1;
                 users.insert(b.user_id);
@@ -468,5 +473,6 @@ pub fn ingest(
             0.0
         },
         index_behaviors,
+        warnings: source.warnings().to_vec(),
     })
 }

@@ -96,6 +96,62 @@ impl Manifest {
     }
 }
 
+/// The fields in which two mapping JSON values differ, one line each:
+/// `"delimiter": "," in the index, "::" given` (nested fields as
+/// `"categories.item_table.encoding"`; a field absent on one side shows as
+/// `(absent)`). Empty when they are equal.
+pub fn mapping_differences(stored: &serde_json::Value, given: &serde_json::Value) -> Vec<String> {
+    fn short(v: Option<&serde_json::Value>) -> String {
+        let Some(v) = v else {
+            return "(absent)".to_owned();
+        };
+        let t = v.to_string();
+        if t.chars().count() > 60 {
+            format!("{}...", t.chars().take(60).collect::<String>())
+        } else {
+            t
+        }
+    }
+    fn walk(
+        path: &str,
+        a: Option<&serde_json::Value>,
+        b: Option<&serde_json::Value>,
+        out: &mut Vec<String>,
+    ) {
+        use serde_json::Value::Object;
+        if a == b {
+            return;
+        }
+        if let (Some(Object(x)), Some(Object(y))) = (a, b) {
+            // Objects with the same single key are the same enum variant:
+            // look inside; otherwise compare field by field.
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            let same_variant = x.len() == 1 && y.len() == 1 && x.keys().eq(y.keys());
+            if same_variant || (x.len() > 1 || y.len() > 1) {
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&p, x.get(k), y.get(k), out);
+                }
+                return;
+            }
+        }
+        out.push(format!(
+            "\"{path}\": {} in the index, {} given",
+            short(a),
+            short(b)
+        ));
+    }
+    let mut out = Vec::new();
+    walk("", Some(stored), Some(given), &mut out);
+    out
+}
+
 /// One ingest run, as recorded in the index state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestRecord {
@@ -181,4 +237,47 @@ pub(crate) fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hindsight_logs::{CategoryMapping, DatasetMapping};
+
+    #[test]
+    fn differences_name_each_field() {
+        let a = DatasetMapping::preset("movielens").unwrap();
+        let mut b = a.clone();
+        b.delimiter = Some("::".into());
+        b.timestamp_unit = hindsight_logs::TimestampUnit::Millis;
+        if let CategoryMapping::ItemTable(t) = &mut b.categories {
+            t.separator = Some(",".into());
+        }
+        let d = mapping_differences(
+            &serde_json::to_value(&a).unwrap(),
+            &serde_json::to_value(&b).unwrap(),
+        );
+        assert_eq!(
+            d,
+            [
+                "\"categories.item_table.separator\": \"|\" in the index, \",\" given",
+                "\"delimiter\": (absent) in the index, \"::\" given",
+                "\"timestamp_unit\": \"seconds\" in the index, \"millis\" given",
+            ]
+        );
+        let v = serde_json::to_value(&a).unwrap();
+        assert!(mapping_differences(&v, &v).is_empty());
+        let t = serde_json::to_value(DatasetMapping::preset("taobao").unwrap()).unwrap();
+        let d = mapping_differences(&v, &t);
+        assert!(
+            d.iter().any(|l| l.starts_with("\"name\": \"movielens\"")),
+            "{d:?}"
+        );
+        // Another enum variant is one difference, not one per inner field.
+        assert!(
+            d.iter()
+                .any(|l| l.starts_with("\"behavior\": {\"rating_buckets\"")),
+            "{d:?}"
+        );
+    }
 }

@@ -378,3 +378,109 @@ fn writing_while_another_writer_holds_the_lock_is_locked() {
     // Reading is not blocked.
     assert_eq!(other.snapshot().num_behaviors(), 0);
 }
+
+#[test]
+fn rows_beyond_the_limits_are_counted_rejects_not_the_end_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows: Vec<(u64, u64, u64, &str, i64)> = (0..6001u64)
+        .map(|k| (k % 50 + 1, k, k % 7, "pv", 1_511_544_070 + k as i64))
+        .collect();
+    rows[3000].0 = 1 << 40; // line 3001
+    let csv = dir.path().join("log.csv");
+    write_log(&csv, &rows);
+    let index = new_index(&dir.path().join("idx"));
+    let report = ingest(
+        &index,
+        &taobao(),
+        &csv,
+        &IngestOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.rows_read, 6001);
+    assert_eq!(report.behaviors_indexed, 6000);
+    assert_eq!(report.rejected_rows, 1);
+    assert_eq!(report.rejected_examples[0].line, 3001);
+    let expected = hindsight_core::limits::LimitViolation::UserId(1 << 40).to_string();
+    assert_eq!(report.rejected_examples[0].message, expected);
+    assert_eq!(index.snapshot().state().behaviors, 6000);
+
+    // Timestamps before 1970 and too many categories are rejects too...
+    let csv2 = dir.path().join("neg.csv");
+    write_log(
+        &csv2,
+        &[
+            (1, 1, 1, "pv", -5),
+            (1, 2, 1, "pv", 10),
+            (2, 3, 1, "buy", i64::MAX),
+        ],
+    );
+    let index = new_index(&dir.path().join("idx2"));
+    let report = ingest(
+        &index,
+        &taobao(),
+        &csv2,
+        &IngestOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((report.behaviors_indexed, report.rejected_rows), (1, 2));
+    let lines: Vec<u64> = report.rejected_examples.iter().map(|r| r.line).collect();
+    assert_eq!(lines, [1, 3]);
+    assert!(report.rejected_examples[0]
+        .message
+        .contains("timestamp -5 is outside"));
+
+    // ...and stop the run under --strict, naming the line.
+    let opts = IngestOptions {
+        strict: true,
+        ..IngestOptions::default()
+    };
+    let index = new_index(&dir.path().join("idx3"));
+    let err = ingest(&index, &taobao(), &csv, &opts, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, IndexError::StrictRow { line: 3001, message } if *message == expected),
+        "{err}"
+    );
+}
+
+#[test]
+fn mapping_mismatch_names_the_fields_that_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let mut other = taobao();
+    other.delimiter = Some(";".into());
+    let csv = dir.path().join("x.csv");
+    std::fs::write(&csv, "1;2;3;pv;4\n").unwrap();
+    let err = ingest(&index, &other, &csv, &IngestOptions::default(), &mut |_| {}).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, IndexError::MappingMismatch { .. }), "{msg}");
+    assert!(
+        msg.contains("\"delimiter\": (absent) in the index, \";\" given"),
+        "{msg}"
+    );
+    // The same mapping is accepted, also when the manifest predates fields
+    // added with a default (no "encoding" on tables, say).
+    index.check_mapping(&taobao()).unwrap();
+}
+
+#[test]
+fn a_failed_create_leaves_no_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    // A folder under a regular file cannot be created.
+    let bad = file.join("idx");
+    assert!(BehaviorIndex::create(&bad, &taobao()).is_err());
+    // One that can be created but already holds an index is refused and kept.
+    let path = dir.path().join("idx");
+    new_index(&path);
+    assert!(BehaviorIndex::create(&path, &taobao()).is_err());
+    assert!(path.join("hindsight.json").exists());
+    // A nested new folder whose creation fails half-way is removed.
+    let nested = dir.path().join("a/b");
+    std::fs::create_dir_all(dir.path().join("a")).unwrap();
+    std::fs::write(&nested, "not a folder").unwrap();
+    assert!(BehaviorIndex::create(nested.join("c"), &taobao()).is_err());
+    assert!(!nested.join("c").exists());
+}

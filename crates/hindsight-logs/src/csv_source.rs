@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::mapping::{delimiter_byte, DatasetMapping, InputFormat};
+use crate::mapping::{DatasetMapping, InputFormat, Splitter};
 use crate::parse::{ItemTable, RowSpec, Value};
 use crate::record::RecordReader;
 use crate::vocab::Vocabularies;
-use crate::{BehaviorSource, Row, RowError};
+use crate::{BehaviorSource, MappedColumn, RejectReason, Row, RowError};
 
 /// A CSV or TSV log read row by row.
 pub(crate) struct CsvSource {
@@ -21,6 +21,8 @@ pub(crate) struct CsvSource {
     /// `columns`).
     width: Option<usize>,
     min_width: usize,
+    warnings: Vec<String>,
+    columns: Vec<MappedColumn>,
 }
 
 impl CsvSource {
@@ -31,10 +33,10 @@ impl CsvSource {
         path: &Path,
         format: InputFormat,
         type_ids: Vec<u8>,
-        load_tables: impl FnOnce() -> Result<(Option<ItemTable>, Option<ItemTable>)>,
+        load_tables: impl FnOnce() -> Result<(Option<ItemTable>, Option<ItemTable>, Vec<String>)>,
     ) -> Result<CsvSource> {
-        let delimiter = delimiter_byte(mapping.delimiter, format);
-        let mut reader = RecordReader::open(path, delimiter, format != InputFormat::Tsv)?;
+        let splitter = Splitter::new(mapping.delimiter.as_deref(), format);
+        let mut reader = RecordReader::open(path, &splitter)?;
         let names = if mapping.has_header {
             if reader.read()?.is_some() {
                 Some(reader.names())
@@ -45,16 +47,20 @@ impl CsvSource {
                     spec: None,
                     width: None,
                     min_width: 0,
+                    warnings: Vec::new(),
+                    columns: Vec::new(),
                 });
             }
         } else {
             mapping.columns.clone()
         };
         let spec = RowSpec::new(mapping, names.as_deref(), path, type_ids)?;
-        let (categories, tags) = load_tables()?;
+        let (categories, tags, warnings) = load_tables()?;
         let spec = spec.with_tables(categories, tags);
         Ok(CsvSource {
             reader,
+            warnings,
+            columns: spec.mapped(),
             width: names.as_ref().map(Vec::len),
             min_width: spec.min_width(),
             spec: Some(spec),
@@ -76,13 +82,15 @@ impl BehaviorSource for CsvSource {
             if n != w {
                 return Ok(Some(Row::Bad(RowError {
                     line,
-                    message: format!("expected {w} columns, found {n}"),
+                    reason: RejectReason::Columns,
+                    message: columns_message(&format!("{w}"), n),
                 })));
             }
         } else if n < self.min_width {
             return Ok(Some(Row::Bad(RowError {
                 line,
-                message: format!("expected at least {} columns, found {n}", self.min_width),
+                reason: RejectReason::Columns,
+                message: columns_message(&format!("at least {}", self.min_width), n),
             })));
         }
         Ok(Some(spec.parse(line, |i| Value::Bytes(rec.field(i)))))
@@ -94,5 +102,23 @@ impl BehaviorSource for CsvSource {
 
     fn total_bytes(&self) -> u64 {
         self.reader.total_bytes()
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn mapped_columns(&self) -> &[MappedColumn] {
+        &self.columns
+    }
+}
+
+/// The message of a row with the wrong field count; one field means the
+/// delimiter was never found.
+fn columns_message(expected: &str, found: usize) -> String {
+    if found == 1 {
+        format!("expected {expected} columns, found 1; check the mapping's \"delimiter\"")
+    } else {
+        format!("expected {expected} columns, found {found}")
     }
 }

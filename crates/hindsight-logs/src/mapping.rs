@@ -25,12 +25,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LogError, Result};
 
 /// How a log maps to behaviors. See the [module docs](self).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetMapping {
     /// Dataset name, e.g. `"taobao"`.
@@ -42,10 +43,13 @@ pub struct DatasetMapping {
     /// Parquet, whose columns are always named).
     #[serde(default)]
     pub has_header: bool,
-    /// Field delimiter of a CSV log (one ASCII character); default `,` for
-    /// CSV and a tab for TSV.
+    /// Field delimiter of a CSV/TSV log: one ASCII character, or several
+    /// (`"::"` for MovieLens-1M `.dat` files); default `,` for CSV and a
+    /// tab for TSV. Double quotes protect delimiters inside a field with a
+    /// one-character delimiter other than a tab; a tab or a multi-character
+    /// delimiter splits every line as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delimiter: Option<char>,
+    pub delimiter: Option<String>,
     /// Column names of a log without a header, so that columns can be
     /// referred to by name and the column count checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,9 +62,13 @@ pub struct DatasetMapping {
     pub user: Column,
     /// The item id column (non-negative integers).
     pub item: Column,
-    /// The timestamp column (integers in `timestamp_unit`).
+    /// The timestamp column (numbers in `timestamp_unit`, or dates).
     pub timestamp: Column,
-    /// Unit of the timestamp column.
+    /// How the timestamp column is written: `seconds` (the default:
+    /// integer or decimal Unix seconds, `881250949` or `881250949.0`),
+    /// `millis` (Unix milliseconds) or `rfc3339` (ISO-8601 dates such as
+    /// `2017-11-25T01:21:10Z`). Behaviors always carry Unix seconds
+    /// (fractions are floored).
     #[serde(default)]
     pub timestamp_unit: TimestampUnit,
     /// How the behavior type is read.
@@ -75,7 +83,7 @@ pub struct DatasetMapping {
 
 /// A column, by header name or by 0-based index. In JSON a string is a name
 /// and a number an index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Column {
     /// By header name (or by a name of [`DatasetMapping::columns`]).
@@ -106,10 +114,12 @@ impl From<usize> for Column {
 }
 
 /// Input format of the main log.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputFormat {
-    /// From the file extension: `.csv`, `.tsv`/`.tab`, `.parquet`/`.pq`.
+    /// From the file extension: `.csv`/`.txt`, `.tsv`/`.tab` and the
+    /// RecBole atomic files `.inter`/`.item`/`.user`, `.parquet`/`.pq`;
+    /// any other extension (`.dat`) needs an explicit format.
     #[default]
     Auto,
     /// Comma-separated values (or another [`DatasetMapping::delimiter`]).
@@ -133,31 +143,43 @@ impl InputFormat {
             .map(str::to_ascii_lowercase);
         match ext.as_deref() {
             Some("csv") | Some("txt") => Ok(InputFormat::Csv),
-            Some("tsv") | Some("tab") => Ok(InputFormat::Tsv),
+            Some("tsv") | Some("tab") | Some("inter") | Some("item") | Some("user") => {
+                Ok(InputFormat::Tsv)
+            }
             Some("parquet") | Some("pq") => Ok(InputFormat::Parquet),
             _ => Err(LogError::Mapping(format!(
-                "cannot tell the format of {} from its extension; set \"format\" to csv, tsv or parquet in the mapping",
+                "cannot tell the format of {} from its extension; set \"format\" to csv, tsv or parquet in the mapping (and \"delimiter\", e.g. \"::\" for MovieLens-1M .dat files)",
                 path.display()
             ))),
         }
     }
 }
 
-/// Unit of an integer timestamp column. Behaviors always carry Unix seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a timestamp column is written. Behaviors always carry Unix seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TimestampUnit {
-    /// Unix seconds.
+    /// Unix seconds, integer or decimal (`881250949.0`, as RecBole writes
+    /// them; fractions are floored).
     #[default]
     Seconds,
-    /// Unix milliseconds (floored to seconds).
+    /// Unix milliseconds, integer or decimal (floored to seconds).
     Millis,
+    /// RFC 3339 / ISO-8601 date-times: `2017-11-25T01:21:10Z`,
+    /// `2017-11-25 01:21:10.5+08:00`, `2017-11-25` (midnight); without an
+    /// offset the time is UTC. Parquet TIMESTAMP columns are read whatever
+    /// the unit.
+    #[serde(alias = "iso8601")]
+    Rfc3339,
 }
 
 /// How the behavior type of a row is read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum BehaviorMapping {
+    /// No behavior column: every row has this one behavior type (a log of
+    /// plain interactions, e.g. `{"constant": "click"}`).
+    Constant(String),
     /// A column whose value must be one of `values` (exact match); any other
     /// value makes the row bad. The order of `values` is the id order.
     Categorical {
@@ -178,17 +200,18 @@ pub enum BehaviorMapping {
 }
 
 impl BehaviorMapping {
-    /// The column the behavior type is read from.
-    pub fn column(&self) -> &Column {
+    /// The column the behavior type is read from (`None` for a constant).
+    pub fn column(&self) -> Option<&Column> {
         match self {
+            BehaviorMapping::Constant(_) => None,
             BehaviorMapping::Categorical { column, .. }
-            | BehaviorMapping::RatingBuckets { column, .. } => column,
+            | BehaviorMapping::RatingBuckets { column, .. } => Some(column),
         }
     }
 }
 
 /// One bucket of [`BehaviorMapping::RatingBuckets`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatingBucket {
     /// Behavior type name of the bucket.
@@ -199,7 +222,7 @@ pub struct RatingBucket {
 }
 
 /// Where item categories come from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CategoryMapping {
     /// No categories.
@@ -215,7 +238,7 @@ pub enum CategoryMapping {
 }
 
 /// Where item tags come from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TagMapping {
     /// No tags.
@@ -236,7 +259,7 @@ pub enum TagMapping {
 /// time. Each row gives one item some string values (one value, or several
 /// split on `separator`); values are trimmed, empty ones and those in
 /// `skip_values` dropped, optionally lowercased, then interned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemTableMapping {
     /// The CSV file; a relative path is relative to the input folder (or to
@@ -245,9 +268,11 @@ pub struct ItemTableMapping {
     /// Whether the table has a header line.
     #[serde(default = "yes")]
     pub has_header: bool,
-    /// Field delimiter (one ASCII character), default `,`.
+    /// Field delimiter (one or more ASCII characters), default `,`; quotes
+    /// as for [`DatasetMapping::delimiter`] (a quoted field may hold the
+    /// delimiter: `1,"Toy Story, the (1995)",Comedy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delimiter: Option<char>,
+    pub delimiter: Option<String>,
     /// The item id column.
     pub item_column: Column,
     /// The value column.
@@ -262,6 +287,54 @@ pub struct ItemTableMapping {
     /// Lowercase values before interning.
     #[serde(default)]
     pub lowercase: bool,
+    /// Text encoding of the table: `utf8` (the default; invalid bytes are
+    /// replaced and warned about) or `latin1` (ISO-8859-1, as MovieLens-1M
+    /// `movies.dat`).
+    #[serde(default, skip_serializing_if = "Encoding::is_utf8")]
+    pub encoding: Encoding,
+}
+
+/// Text encoding of an item table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// UTF-8.
+    #[default]
+    Utf8,
+    /// ISO-8859-1: each byte is the character of that code point.
+    #[serde(alias = "iso-8859-1")]
+    Latin1,
+}
+
+impl Encoding {
+    fn is_utf8(&self) -> bool {
+        *self == Encoding::Utf8
+    }
+
+    /// Decodes `bytes` (lossily for invalid UTF-8); the flag is whether
+    /// bytes were replaced.
+    pub(crate) fn decode<'a>(&self, bytes: &'a [u8]) -> (std::borrow::Cow<'a, str>, bool) {
+        match self {
+            Encoding::Utf8 => match std::str::from_utf8(bytes) {
+                Ok(s) => (s.into(), false),
+                Err(_) => (String::from_utf8_lossy(bytes), true),
+            },
+            Encoding::Latin1 => {
+                if bytes.is_ascii() {
+                    (std::str::from_utf8(bytes).unwrap_or_default().into(), false)
+                } else {
+                    (
+                        bytes
+                            .iter()
+                            .map(|&b| char::from(b))
+                            .collect::<String>()
+                            .into(),
+                        false,
+                    )
+                }
+            }
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -345,6 +418,7 @@ impl DatasetMapping {
                     separator: Some("|".into()),
                     skip_values: vec!["(no genres listed)".into()],
                     lowercase: false,
+                    encoding: Encoding::Utf8,
                 }),
                 tags: TagMapping::TagTable(ItemTableMapping {
                     path: "tags.csv".into(),
@@ -355,6 +429,7 @@ impl DatasetMapping {
                     separator: None,
                     skip_values: Vec::new(),
                     lowercase: true,
+                    encoding: Encoding::Utf8,
                 }),
             }),
             other => Err(LogError::Mapping(format!(
@@ -389,6 +464,7 @@ impl DatasetMapping {
     /// movielens: `low, mid, high`).
     pub fn behavior_type_names(&self) -> Vec<&str> {
         match &self.behavior {
+            BehaviorMapping::Constant(name) => vec![name.as_str()],
             BehaviorMapping::Categorical { values, .. } => {
                 values.iter().map(String::as_str).collect()
             }
@@ -402,7 +478,7 @@ impl DatasetMapping {
     /// that happens when a source is opened).
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(LogError::Mapping(msg));
-        if let Some(d) = self.delimiter {
+        if let Some(d) = &self.delimiter {
             check_delimiter(d, "delimiter")?;
         }
         let names = self.behavior_type_names();
@@ -448,7 +524,7 @@ impl DatasetMapping {
             .into_iter()
             .flatten()
         {
-            if let Some(d) = table.delimiter {
+            if let Some(d) = &table.delimiter {
                 check_delimiter(d, &format!("delimiter of table {}", table.path))?;
             }
             if table.separator.as_deref() == Some("") {
@@ -498,22 +574,51 @@ impl TagMapping {
     }
 }
 
-fn check_delimiter(d: char, what: &str) -> Result<()> {
-    if d.is_ascii() && d != '"' && d != '\n' && d != '\r' {
+fn check_delimiter(d: &str, what: &str) -> Result<()> {
+    let ok = !d.is_empty()
+        && d.len() <= 8
+        && d.chars()
+            .all(|c| c.is_ascii() && c != '"' && c != '\n' && c != '\r');
+    if ok {
         Ok(())
     } else {
         Err(LogError::Mapping(format!(
-            "{what} {d:?} is not usable; use one ASCII character other than a quote or a newline"
+            "{what} {d:?} is not usable; use 1 to 8 ASCII characters other than a quote or a newline"
         )))
     }
 }
 
-/// The delimiter byte of a CSV/TSV input (validated ASCII).
-pub(crate) fn delimiter_byte(d: Option<char>, format: InputFormat) -> u8 {
-    match d {
-        Some(c) if c.is_ascii() => c as u8,
-        _ if format == InputFormat::Tsv => b'\t',
-        _ => b',',
+/// How the fields of a delimited line are split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Splitter {
+    /// One byte, with or without double-quote handling.
+    Byte {
+        /// The delimiter.
+        delimiter: u8,
+        /// Whether double quotes protect delimiters and newlines.
+        quoting: bool,
+    },
+    /// Several bytes (`::`); no quoting.
+    Str(Vec<u8>),
+}
+
+impl Splitter {
+    /// The splitter of a log or table: `delimiter` (validated ASCII) or the
+    /// format's default (a tab for TSV, else a comma). Quoting is on for
+    /// one-character delimiters other than a tab.
+    pub(crate) fn new(delimiter: Option<&str>, format: InputFormat) -> Splitter {
+        let d: &[u8] = match delimiter {
+            Some(d) if !d.is_empty() => d.as_bytes(),
+            _ if format == InputFormat::Tsv => b"\t",
+            _ => b",",
+        };
+        match d {
+            [b] => Splitter::Byte {
+                delimiter: *b,
+                quoting: *b != b'\t',
+            },
+            _ => Splitter::Str(d.to_vec()),
+        }
     }
 }
 
@@ -578,7 +683,7 @@ mod tests {
         };
         assert!(m.validate().is_err());
         let mut m = DatasetMapping::preset("taobao").unwrap();
-        m.delimiter = Some('é');
+        m.delimiter = Some("é".into());
         assert!(m.validate().is_err());
     }
 

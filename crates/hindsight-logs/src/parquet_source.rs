@@ -27,7 +27,7 @@ use crate::error::{LogError, Result};
 use crate::mapping::DatasetMapping;
 use crate::parse::{ItemTable, RowSpec, Value};
 use crate::vocab::Vocabularies;
-use crate::{BehaviorSource, Row};
+use crate::{BehaviorSource, MappedColumn, Row};
 
 /// A Parquet log read row by row.
 pub(crate) struct ParquetSource {
@@ -38,6 +38,8 @@ pub(crate) struct ParquetSource {
     total_rows: u64,
     file_size: u64,
     path: PathBuf,
+    warnings: Vec<String>,
+    columns: Vec<MappedColumn>,
 }
 
 fn perr(path: &Path, e: impl std::fmt::Display) -> LogError {
@@ -54,7 +56,7 @@ impl ParquetSource {
         mapping: &DatasetMapping,
         path: &Path,
         type_ids: Vec<u8>,
-        load_tables: impl FnOnce() -> Result<(Option<ItemTable>, Option<ItemTable>)>,
+        load_tables: impl FnOnce() -> Result<(Option<ItemTable>, Option<ItemTable>, Vec<String>)>,
     ) -> Result<ParquetSource> {
         let file = File::open(path).map_err(|source| LogError::Io {
             path: path.to_path_buf(),
@@ -68,6 +70,7 @@ impl ParquetSource {
         let fields: Vec<Arc<Type>> = root.get_fields().to_vec();
         let names: Vec<String> = fields.iter().map(|f| f.name().to_owned()).collect();
         let mut spec = RowSpec::new(mapping, Some(&names), path, type_ids)?;
+        let columns = spec.mapped();
 
         // Project onto the mapped columns, in file order.
         let mut used: Vec<usize> = spec.columns_mut().iter().map(|c| c.index).collect();
@@ -95,8 +98,10 @@ impl ParquetSource {
         let rows = RowIter::from_file_into(Box::new(reader))
             .project(Some(projection))
             .map_err(|e| perr(path, e))?;
-        let (categories, tags) = load_tables()?;
+        let (categories, tags, warnings) = load_tables()?;
         Ok(ParquetSource {
+            warnings,
+            columns,
             rows,
             spec: spec.with_tables(categories, tags),
             row: 0,
@@ -161,5 +166,13 @@ impl BehaviorSource for ParquetSource {
 
     fn total_bytes(&self) -> u64 {
         self.file_size
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn mapped_columns(&self) -> &[MappedColumn] {
+        &self.columns
     }
 }

@@ -9,8 +9,8 @@ use std::path::Path;
 use hindsight_core::ItemFeatures;
 
 use crate::error::{LogError, Result};
-use crate::mapping::{BehaviorMapping, CategoryMapping, Column, DatasetMapping};
-use crate::{ParsedBehavior, Row, RowError};
+use crate::mapping::{BehaviorMapping, CategoryMapping, Column, DatasetMapping, TimestampUnit};
+use crate::{ParsedBehavior, RejectReason, Row, RowError};
 
 /// Item id -> sorted, deduplicated feature ids (a joined item table).
 pub(crate) type ItemTable = HashMap<u64, Vec<u64>>;
@@ -96,6 +96,8 @@ pub(crate) fn resolve_column(
 }
 
 enum BehaviorKind {
+    /// Every row has this type id.
+    Constant(u8),
     /// Allowed values and their vocabulary ids.
     Categorical { values: Vec<Vec<u8>>, ids: Vec<u8> },
     /// Exclusive upper bounds (`None` last) and their vocabulary ids.
@@ -111,9 +113,9 @@ pub(crate) struct RowSpec {
     user: ColSpec,
     item: ColSpec,
     timestamp: ColSpec,
-    behavior_col: ColSpec,
+    behavior_col: Option<ColSpec>,
     category: Option<ColSpec>,
-    millis: bool,
+    unit: TimestampUnit,
     behavior: BehaviorKind,
     categories: Option<ItemTable>,
     tags: Option<ItemTable>,
@@ -131,12 +133,16 @@ impl RowSpec {
         let user = resolve_column(&mapping.user, "user", names, path)?;
         let item = resolve_column(&mapping.item, "item", names, path)?;
         let timestamp = resolve_column(&mapping.timestamp, "timestamp", names, path)?;
-        let behavior_col = resolve_column(mapping.behavior.column(), "behavior type", names, path)?;
+        let behavior_col = match mapping.behavior.column() {
+            Some(c) => Some(resolve_column(c, "behavior type", names, path)?),
+            None => None,
+        };
         let category = match &mapping.categories {
             CategoryMapping::Column(c) => Some(resolve_column(c, "category", names, path)?),
             _ => None,
         };
         let behavior = match &mapping.behavior {
+            BehaviorMapping::Constant(_) => BehaviorKind::Constant(type_ids[0]),
             BehaviorMapping::Categorical { values, .. } => BehaviorKind::Categorical {
                 values: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
                 ids: type_ids,
@@ -152,7 +158,7 @@ impl RowSpec {
             timestamp,
             behavior_col,
             category,
-            millis: mapping.timestamp_unit == crate::mapping::TimestampUnit::Millis,
+            unit: mapping.timestamp_unit,
             behavior,
             categories: None,
             tags: None,
@@ -168,22 +174,37 @@ impl RowSpec {
 
     /// The mapped columns' positions (for projections and width checks).
     pub fn columns_mut(&mut self) -> Vec<&mut ColSpec> {
-        let mut v = vec![
-            &mut self.user,
-            &mut self.item,
-            &mut self.timestamp,
-            &mut self.behavior_col,
-        ];
-        if let Some(c) = &mut self.category {
-            v.push(c);
-        }
+        let mut v = vec![&mut self.user, &mut self.item, &mut self.timestamp];
+        v.extend(self.behavior_col.as_mut());
+        v.extend(self.category.as_mut());
         v
+    }
+
+    /// Which column of the file each role reads (for `mapping check`).
+    pub fn mapped(&self) -> Vec<crate::MappedColumn> {
+        [
+            ("user", Some(&self.user)),
+            ("item", Some(&self.item)),
+            ("timestamp", Some(&self.timestamp)),
+            ("behavior type", self.behavior_col.as_ref()),
+            ("category", self.category.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(role, c)| {
+            c.map(|c| crate::MappedColumn {
+                role: role.to_owned(),
+                column: c.name.clone(),
+                index: c.index,
+            })
+        })
+        .collect()
     }
 
     /// The smallest number of fields a row must have.
     pub fn min_width(&self) -> usize {
-        [&self.user, &self.item, &self.timestamp, &self.behavior_col]
+        [&self.user, &self.item, &self.timestamp]
             .into_iter()
+            .chain(self.behavior_col.as_ref())
             .chain(self.category.as_ref())
             .map(|c| c.index + 1)
             .max()
@@ -196,7 +217,11 @@ impl RowSpec {
     pub fn parse<'a>(&self, line: u64, field: impl Fn(usize) -> Value<'a>) -> Row {
         match self.parse_inner(line, field) {
             Ok(b) => Row::Ok(b),
-            Err(message) => Row::Bad(RowError { line, message }),
+            Err((reason, message)) => Row::Bad(RowError {
+                line,
+                reason,
+                message,
+            }),
         }
     }
 
@@ -205,14 +230,21 @@ impl RowSpec {
         &self,
         line: u64,
         field: impl Fn(usize) -> Value<'a>,
-    ) -> Result<ParsedBehavior, String> {
-        let user_id = parse_id(field(self.user.index), &self.user.name)?;
-        let item_id = parse_id(field(self.item.index), &self.item.name)?;
-        let timestamp = parse_timestamp(field(self.timestamp.index), &self.timestamp, self.millis)?;
-        let behavior_type = self.behavior_type(field(self.behavior_col.index))?;
+    ) -> Result<ParsedBehavior, (RejectReason, String)> {
+        let user_id = parse_id(field(self.user.index), &self.user.name)
+            .map_err(|m| (RejectReason::User, m))?;
+        let item_id = parse_id(field(self.item.index), &self.item.name)
+            .map_err(|m| (RejectReason::Item, m))?;
+        let timestamp = parse_timestamp(field(self.timestamp.index), &self.timestamp, self.unit)
+            .map_err(|m| (RejectReason::Timestamp, m))?;
+        let behavior_type = self
+            .behavior_type(&field)
+            .map_err(|m| (RejectReason::BehaviorType, m))?;
         let mut features = ItemFeatures::default();
         if let Some(c) = &self.category {
-            features.categories.push(parse_id(field(c.index), &c.name)?);
+            features
+                .categories
+                .push(parse_id(field(c.index), &c.name).map_err(|m| (RejectReason::Category, m))?);
         } else if let Some(t) = &self.categories {
             if let Some(cats) = t.get(&item_id) {
                 features.categories.clone_from(cats);
@@ -234,9 +266,14 @@ impl RowSpec {
     }
 
     #[inline]
-    fn behavior_type(&self, v: Value<'_>) -> Result<u8, String> {
-        let name = &self.behavior_col.name;
+    fn behavior_type<'a>(&self, field: impl Fn(usize) -> Value<'a>) -> Result<u8, String> {
+        let (name, v) = match (&self.behavior, &self.behavior_col) {
+            (BehaviorKind::Constant(id), _) => return Ok(*id),
+            (_, Some(c)) => (&c.name, field(c.index)),
+            (_, None) => return Err("the mapping has no behavior column".to_owned()),
+        };
         match &self.behavior {
+            BehaviorKind::Constant(id) => Ok(*id),
             BehaviorKind::Categorical { values, ids } => {
                 let owned;
                 let text: &[u8] = match v {
@@ -361,25 +398,61 @@ pub(crate) fn parse_id(v: Value<'_>, name: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses decimal text (`881250949.0`, `1e9`) as a finite number.
 #[inline]
-fn parse_timestamp(v: Value<'_>, col: &ColSpec, millis: bool) -> Result<i64, String> {
-    let raw = match v {
-        Value::Bytes(b) => parse_i64(trim(b)),
-        Value::Int(i) => Some(i),
-        Value::UInt(u) => i64::try_from(u).ok(),
-        Value::Seconds(s) => return Ok(s),
-        _ => None,
+fn parse_f64(b: &[u8]) -> Option<f64> {
+    let x: f64 = std::str::from_utf8(b).ok()?.parse().ok()?;
+    x.is_finite().then_some(x)
+}
+
+/// Floors `x / div` to an integer when it is in the range of an i64.
+fn floor_div(x: f64, div: f64) -> Option<i64> {
+    let v = (x / div).floor();
+    (v.is_finite() && v.abs() < 9.0e18).then_some(v as i64)
+}
+
+#[inline]
+fn parse_timestamp(v: Value<'_>, col: &ColSpec, unit: TimestampUnit) -> Result<i64, String> {
+    let secs = match (unit, v) {
+        (_, Value::Seconds(s)) => Some(s),
+        (TimestampUnit::Rfc3339, Value::Bytes(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(crate::time::parse_rfc3339),
+        (TimestampUnit::Rfc3339, _) => None,
+        (TimestampUnit::Seconds | TimestampUnit::Millis, v) => {
+            let div = if unit == TimestampUnit::Millis {
+                1000
+            } else {
+                1
+            };
+            match v {
+                Value::Bytes(b) => {
+                    let t = trim(b);
+                    match parse_i64(t) {
+                        Some(i) => Some(i.div_euclid(div)),
+                        None => parse_f64(t).and_then(|x| floor_div(x, div as f64)),
+                    }
+                }
+                Value::Int(i) => Some(i.div_euclid(div)),
+                Value::UInt(u) => i64::try_from(u).ok().map(|i| i.div_euclid(div)),
+                Value::Float(x) if x.is_finite() => floor_div(x, div as f64),
+                _ => None,
+            }
+        }
     };
-    match raw {
-        Some(t) if millis => Ok(t.div_euclid(1000)),
-        Some(t) => Ok(t),
-        None => Err(format!(
-            "{} {} is not a valid timestamp; expected an integer in unix {}",
+    secs.ok_or_else(|| {
+        format!(
+            "{} {} is not a valid timestamp; expected {}",
             col.name,
             show(v),
-            if millis { "milliseconds" } else { "seconds" }
-        )),
-    }
+            match unit {
+                TimestampUnit::Seconds => "unix seconds (an integer or a decimal number)",
+                TimestampUnit::Millis => "unix milliseconds (an integer or a decimal number)",
+                TimestampUnit::Rfc3339 =>
+                    "an RFC 3339 date-time such as 2017-11-25T01:21:10Z (or set \"timestamp_unit\")",
+            }
+        )
+    })
 }
 
 /// A name for a message: at most 40 characters.
@@ -423,6 +496,46 @@ mod tests {
         assert_eq!(parse_i64(b"9223372036854775808"), None);
         assert_eq!(parse_i64(b"+5"), Some(5));
         assert_eq!(parse_i64(b"-"), None);
+    }
+
+    fn ts(text: &str, unit: TimestampUnit) -> Result<i64, String> {
+        let col = ColSpec {
+            index: 0,
+            name: "ts".into(),
+        };
+        parse_timestamp(Value::Bytes(text.as_bytes()), &col, unit)
+    }
+
+    #[test]
+    fn timestamps_in_every_unit() {
+        use TimestampUnit::*;
+        assert_eq!(ts("881250949", Seconds), Ok(881_250_949));
+        assert_eq!(ts(" 881250949.0 ", Seconds), Ok(881_250_949));
+        assert_eq!(ts("881250949.99", Seconds), Ok(881_250_949));
+        assert_eq!(ts("-0.5", Seconds), Ok(-1));
+        assert_eq!(ts("8.8125e8", Seconds), Ok(881_250_000));
+        assert_eq!(ts("1511544070999", Millis), Ok(1_511_544_070));
+        assert_eq!(ts("1511544070999.9", Millis), Ok(1_511_544_070));
+        assert_eq!(ts("-1", Millis), Ok(-1));
+        assert_eq!(ts("2017-11-25T01:21:10Z", Rfc3339), Ok(1_511_572_870));
+        assert!(ts("1511572870", Rfc3339).unwrap_err().contains("RFC 3339"));
+        assert!(ts("2017-11-25", Seconds)
+            .unwrap_err()
+            .contains("unix seconds"));
+        for bad in ["", "NaN", "inf", "1e300", "12a"] {
+            assert!(ts(bad, Seconds).is_err(), "{bad}");
+        }
+        let col = ColSpec {
+            index: 0,
+            name: "ts".into(),
+        };
+        assert_eq!(
+            parse_timestamp(Value::Float(881_250_949.5), &col, Seconds),
+            Ok(881_250_949)
+        );
+        assert_eq!(parse_timestamp(Value::Int(5_999), &col, Millis), Ok(5));
+        assert_eq!(parse_timestamp(Value::Seconds(7), &col, Rfc3339), Ok(7));
+        assert!(parse_timestamp(Value::Float(f64::NAN), &col, Seconds).is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! line of a record is exact: the line of its first byte that is not a
 //! line terminator. Records are read into one reused buffer; memory is
 //! bounded by the longest record.
+//!
+//! A multi-character delimiter (`::`) is outside what `csv-core` does: such
+//! files are read line by line and each line is split on the delimiter,
+//! without quoting (MovieLens-1M's `.dat` files have none).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -15,11 +19,16 @@ use std::path::{Path, PathBuf};
 use csv_core::ReadRecordResult;
 
 use crate::error::{LogError, Result};
+use crate::mapping::Splitter;
 
 /// Reads records of a delimited file one at a time.
 pub(crate) struct RecordReader {
     rdr: BufReader<File>,
     core: csv_core::Reader,
+    /// The delimiter when it has several bytes (then `core` is unused).
+    multi: Option<Vec<u8>>,
+    /// The current line, in multi-byte mode.
+    line_buf: Vec<u8>,
     /// Field bytes of the current record, back to back.
     fields: Vec<u8>,
     /// End offset of each field in `fields`.
@@ -36,8 +45,12 @@ pub(crate) struct RecordReader {
 }
 
 impl RecordReader {
-    /// Opens `path`; `quoting` is off for TSV.
-    pub fn open(path: &Path, delimiter: u8, quoting: bool) -> Result<RecordReader> {
+    /// Opens `path`, split as `splitter` says.
+    pub fn open(path: &Path, splitter: &Splitter) -> Result<RecordReader> {
+        let (delimiter, quoting, multi) = match splitter {
+            Splitter::Byte { delimiter, quoting } => (*delimiter, *quoting, None),
+            Splitter::Str(d) => (b',', false, Some(d.clone())),
+        };
         let file = File::open(path).map_err(|source| LogError::Io {
             path: path.to_path_buf(),
             source,
@@ -50,6 +63,8 @@ impl RecordReader {
         Ok(RecordReader {
             rdr: BufReader::with_capacity(1 << 16, file),
             core,
+            multi,
+            line_buf: Vec::new(),
             fields: vec![0; 1024],
             ends: vec![0; 16],
             len: 0,
@@ -85,6 +100,9 @@ impl RecordReader {
                 self.rdr.consume(3);
                 self.bytes += 3;
             }
+        }
+        if self.multi.is_some() {
+            return self.read_split();
         }
         let (mut outlen, mut endlen) = (0, 0);
         let mut start = None;
@@ -140,6 +158,59 @@ impl RecordReader {
         }
     }
 
+    /// [`read`](Self::read) for a multi-byte delimiter: the next non-blank
+    /// line, split on the delimiter.
+    fn read_split(&mut self) -> Result<Option<u64>> {
+        loop {
+            self.line_buf.clear();
+            let n = match self.rdr.read_until(b'\n', &mut self.line_buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.eof = true;
+                    return Err(self.io(e));
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+                self.len = 0;
+                return Ok(None);
+            }
+            self.bytes += n as u64;
+            let line = self.line;
+            self.line += 1;
+            let mut text = self.line_buf.as_slice();
+            while let Some((b'\n' | b'\r', rest)) = text.split_last() {
+                text = rest;
+            }
+            if text.is_empty() {
+                continue;
+            }
+            let delim = self.multi.as_deref().expect("multi-byte mode");
+            self.fields.clear();
+            let mut nfields = 0;
+            let mut rest = text;
+            loop {
+                let (field, next) = match find(rest, delim) {
+                    Some(p) => (&rest[..p], Some(&rest[p + delim.len()..])),
+                    None => (rest, None),
+                };
+                self.fields.extend_from_slice(field);
+                if self.ends.len() <= nfields {
+                    self.ends.resize(nfields * 2 + 1, 0);
+                }
+                self.ends[nfields] = self.fields.len();
+                nfields += 1;
+                match next {
+                    Some(n) => rest = n,
+                    None => break,
+                }
+            }
+            self.len = nfields;
+            return Ok(Some(line));
+        }
+    }
+
     /// Number of fields of the current record.
     #[inline]
     pub fn len(&self) -> usize {
@@ -175,6 +246,11 @@ impl RecordReader {
     }
 }
 
+/// The first position of `needle` (non-empty) in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 #[inline]
 fn count_newlines(b: &[u8]) -> u64 {
     b.iter().filter(|&&c| c == b'\n').count() as u64
@@ -188,7 +264,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.csv");
         std::fs::write(&p, content).unwrap();
-        let mut r = RecordReader::open(&p, b',', true).unwrap();
+        let comma = Splitter::Byte {
+            delimiter: b',',
+            quoting: true,
+        };
+        let mut r = RecordReader::open(&p, &comma).unwrap();
         let mut out = Vec::new();
         while let Some(line) = r.read().unwrap() {
             out.push((line, r.names()));
@@ -234,5 +314,29 @@ mod tests {
         assert_eq!(got[0].1.len(), 101);
         assert_eq!(got[0].1[0].len(), 100_000);
         assert_eq!(got[1].0, 2);
+    }
+
+    #[test]
+    fn multi_byte_delimiter_splits_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.dat");
+        std::fs::write(&p, b"\xEF\xBB\xBF1::2::3\r\n\n::a,\"b::\n7\n8::").unwrap();
+        let mut r = RecordReader::open(&p, &Splitter::Str(b"::".to_vec())).unwrap();
+        let mut out = Vec::new();
+        while let Some(line) = r.read().unwrap() {
+            out.push((line, r.names()));
+        }
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            out,
+            [
+                (1, s(&["1", "2", "3"])),
+                (3, s(&["", "a,\"b", ""])),
+                (4, s(&["7"])),
+                (5, s(&["8", ""])),
+            ]
+        );
+        assert_eq!(r.bytes_read(), r.total_bytes());
+        assert_eq!(r.read().unwrap(), None);
     }
 }

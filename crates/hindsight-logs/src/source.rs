@@ -88,13 +88,27 @@ pub fn open_source(
         })
         .collect::<Result<Vec<u8>>>()?;
 
-    let load_tables = |v: &mut Vocabularies| -> Result<(Option<ItemTable>, Option<ItemTable>)> {
+    type Tables = (Option<ItemTable>, Option<ItemTable>, Vec<String>);
+    let load_tables = |v: &mut Vocabularies| -> Result<Tables> {
+        let mut warnings = Vec::new();
         let categories = match &mapping.categories {
-            CategoryMapping::ItemTable(t) => Some(load_item_table(
-                &DatasetMapping::table_path(&base, t),
-                t,
-                &mut v.categories,
-            )?),
+            CategoryMapping::ItemTable(t) => {
+                let path = DatasetMapping::table_path(&base, t);
+                let before = v.categories.len();
+                let table = load_item_table(&path, t, &mut v.categories, &mut warnings)?;
+                // Categories are a small set shared by many items; about as
+                // many values as items is what a wrong delimiter that takes
+                // titles for genres looks like.
+                let values = v.categories.len() - before;
+                if table.len() >= 20 && values * 2 >= table.len() {
+                    warnings.push(format!(
+                        "category table {} gives {values} distinct values to {} items; categories are usually far fewer than items: check its \"delimiter\", \"value_column\" and \"separator\" (or use it as a tag table)",
+                        path.display(),
+                        table.len()
+                    ));
+                }
+                Some(table)
+            }
             _ => None,
         };
         let tags = match &mapping.tags {
@@ -102,10 +116,11 @@ pub fn open_source(
                 &DatasetMapping::table_path(&base, t),
                 t,
                 &mut v.tags,
+                &mut warnings,
             )?),
             TagMapping::None => None,
         };
-        Ok((categories, tags))
+        Ok((categories, tags, warnings))
     };
 
     let source: Box<dyn BehaviorSource> = match format {

@@ -5,20 +5,24 @@
 use std::path::Path;
 
 use crate::error::{LogError, Result};
-use crate::mapping::{delimiter_byte, InputFormat, ItemTableMapping};
+use crate::mapping::{InputFormat, ItemTableMapping, Splitter};
 use crate::parse::{parse_id, resolve_column, ItemTable, Value};
 use crate::record::RecordReader;
 use crate::vocab::Vocab;
 
 /// Loads an item table: item id -> sorted, deduplicated value ids, values
 /// interned into `vocab` in order of first appearance in the file.
+/// Suspicious content (bytes invalid in the table's encoding) is reported
+/// in `warnings`.
 pub(crate) fn load_item_table(
     path: &Path,
     table: &ItemTableMapping,
     vocab: &mut Vocab,
+    warnings: &mut Vec<String>,
 ) -> Result<ItemTable> {
-    let delimiter = delimiter_byte(table.delimiter, InputFormat::Csv);
-    let mut reader = RecordReader::open(path, delimiter, true)?;
+    let splitter = Splitter::new(table.delimiter.as_deref(), InputFormat::Csv);
+    let mut reader = RecordReader::open(path, &splitter)?;
+    let mut invalid = 0u64;
     let mut out = ItemTable::new();
     let names = if table.has_header {
         if reader.read()?.is_none() {
@@ -44,7 +48,8 @@ pub(crate) fn load_item_table(
             )));
         }
         let id = parse_id(Value::Bytes(reader.field(item.index)), &item.name).map_err(bad)?;
-        let text = String::from_utf8_lossy(reader.field(value.index));
+        let (text, replaced) = table.encoding.decode(reader.field(value.index));
+        invalid += u64::from(replaced);
         let ids = out.entry(id).or_default();
         let mut add = |v: &str| {
             let v = v.trim();
@@ -67,5 +72,11 @@ pub(crate) fn load_item_table(
         ids.dedup();
     }
     out.retain(|_, ids| !ids.is_empty());
+    if invalid > 0 {
+        warnings.push(format!(
+            "{invalid} values of table {} are not valid UTF-8 (bytes replaced); if the file is latin-1, set \"encoding\": \"latin1\" on the table",
+            path.display()
+        ));
+    }
     Ok(out)
 }

@@ -660,3 +660,251 @@ mod parquet_io {
         m
     }
 }
+
+#[test]
+fn real_logs_stay_within_the_limits() {
+    // Rejecting timestamps before 1970 (and the other limits) changes
+    // nothing for the bundled data: every row still becomes a behavior.
+    for (mapping, input, rows) in [
+        ("taobao", TAOBAO, 84_474),
+        ("movielens", MOVIELENS, 100_836),
+    ] {
+        if !present(input) {
+            continue;
+        }
+        let m = DatasetMapping::preset(mapping).unwrap();
+        let mut vocabs = Vocabularies::default();
+        let mut src = open_source(&m, Path::new(input), &mut vocabs).unwrap();
+        assert!(src.warnings().is_empty(), "{mapping}: {:?}", src.warnings());
+        let rows_read = read_all(src.as_mut(), &mut vocabs);
+        let (ok, bad) = split(rows_read.into_iter().map(Row::checked).collect());
+        assert!(bad.is_empty(), "{mapping}: {:?}", &bad[..bad.len().min(3)]);
+        assert_eq!(ok.len(), rows, "{mapping}");
+    }
+}
+
+#[test]
+fn limits_make_rows_bad_with_the_limits_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "log.csv",
+        b"1,2,3,pv,-1\n1099511627776,2,3,pv,5\n1099511627775,2,3,pv,253402300799\n",
+    );
+    let mut vocabs = Vocabularies::default();
+    let mut src = open_source(&mini_taobao(), &path, &mut vocabs).unwrap();
+    let rows: Vec<Row> = read_all(src.as_mut(), &mut vocabs)
+        .into_iter()
+        .map(Row::checked)
+        .collect();
+    let (ok, bad) = split(rows);
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].line, 3);
+    assert_eq!(bad.len(), 2);
+    assert_eq!(bad[0].reason, RejectReason::Limit("invalid_timestamp"));
+    assert_eq!(
+        bad[0].message,
+        hindsight_core::limits::LimitViolation::Timestamp(-1).to_string()
+    );
+    assert_eq!(
+        (bad[1].line, bad[1].reason.as_str()),
+        (2, "invalid_user_id")
+    );
+}
+
+#[test]
+fn movielens_1m_dat_pair_with_latin1_titles() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "ratings.dat",
+        b"1::1193::5::978300760\r\n1::661::3::978302109\r\n2::73::x::978298413\r\n2::73::4\r\n",
+    );
+    write(
+        dir.path(),
+        "movies.dat",
+        b"1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James (1996)::Animation|Children's\n73::Mis\xe9rables, Les (1995)::Com\xe9die|Drama\n",
+    );
+    let mut m = DatasetMapping::from_json(
+        r#"{"name": "ml-1m", "format": "csv", "delimiter": "::", "has_header": false,
+            "columns": ["user_id", "item_id", "rating", "timestamp"], "log_file": "ratings.dat",
+            "user": "user_id", "item": "item_id", "timestamp": "timestamp",
+            "behavior": {"rating_buckets": {"column": "rating", "buckets": [{"name": "low", "below": 4}, {"name": "high"}]}},
+            "categories": {"item_table": {"path": "movies.dat", "has_header": false, "delimiter": "::",
+                "item_column": 0, "value_column": 2, "separator": "|", "encoding": "latin1"}}}"#,
+    )
+    .unwrap();
+    let mut vocabs = Vocabularies::default();
+    let mut src = open_source(&m, dir.path(), &mut vocabs).unwrap();
+    assert!(src.warnings().is_empty(), "{:?}", src.warnings());
+    assert_eq!(
+        vocabs.categories.names(),
+        ["Drama", "Animation", "Children's", "Comédie"]
+    );
+    let (ok, bad) = split(read_all(src.as_mut(), &mut vocabs));
+    assert_eq!(
+        ok.iter()
+            .map(|b| (b.line, b.user_id, b.item_id, b.behavior_type, b.timestamp))
+            .collect::<Vec<_>>(),
+        [(1, 1, 1193, 1, 978_300_760), (2, 1, 661, 0, 978_302_109)]
+    );
+    assert_eq!(ok[1].features.categories, [1, 2]);
+    assert_eq!(
+        bad.iter().map(|e| (e.line, e.reason)).collect::<Vec<_>>(),
+        [(3, RejectReason::BehaviorType), (4, RejectReason::Columns)]
+    );
+
+    // Read as UTF-8, the same table still loads, with a warning naming the fix.
+    if let CategoryMapping::ItemTable(t) = &mut m.categories {
+        t.encoding = Encoding::Utf8;
+    }
+    let src = open_source(&m, dir.path(), &mut Vocabularies::default()).unwrap();
+    assert_eq!(src.warnings().len(), 1);
+    assert!(
+        src.warnings()[0].contains("\"encoding\": \"latin1\""),
+        "{:?}",
+        src.warnings()
+    );
+
+    // `.dat` is no known extension: without "format" the open says what to set.
+    m.format = InputFormat::Auto;
+    let e = open_source(&m, dir.path(), &mut Vocabularies::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("\"format\"") && e.contains("\"::\""), "{e}");
+}
+
+#[test]
+fn recbole_inter_with_float_timestamps_and_a_token_seq_table() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "x.inter",
+        b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3.0\t881250949.0\n186\t302\t3\t891717742.5\n22\t377\t1.0\t8.78887116e8\n",
+    );
+    write(
+        dir.path(),
+        "x.item",
+        b"item_id:token\tmovie_title:token_seq\tclass:token_seq\n242\t\"Kolya\tComedy\n302\tL.A. Confidential\tCrime Film-Noir\n",
+    );
+    let m = DatasetMapping::from_json(
+        r#"{"name": "r", "has_header": true, "user": "user_id:token", "item": "item_id:token",
+            "timestamp": "timestamp:float",
+            "behavior": {"rating_buckets": {"column": "rating:float", "buckets": [{"name": "low", "below": 3}, {"name": "high"}]}},
+            "categories": {"item_table": {"path": "x.item", "delimiter": "\t",
+                "item_column": "item_id:token", "value_column": "class:token_seq", "separator": " "}}}"#,
+    )
+    .unwrap();
+    let mut vocabs = Vocabularies::default();
+    // `.inter` reads as TSV; a tab delimiter does not treat quotes specially.
+    let mut src = open_source(&m, &dir.path().join("x.inter"), &mut vocabs).unwrap();
+    assert_eq!(vocabs.categories.names(), ["Comedy", "Crime", "Film-Noir"]);
+    let (ok, bad) = split(read_all(src.as_mut(), &mut vocabs));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(
+        ok.iter()
+            .map(|b| (
+                b.user_id,
+                b.timestamp,
+                b.behavior_type,
+                b.features.categories.len()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (196, 881_250_949, 1, 1),
+            (186, 891_717_742, 1, 2),
+            (22, 878_887_116, 0, 0)
+        ]
+    );
+}
+
+#[test]
+fn quoted_table_fields_may_hold_the_delimiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(
+        dir.path(),
+        "log.csv",
+        b"u;i;t\n1;1;2017-11-25T01:21:10Z\n1;2;2017-11-25\n",
+    );
+    write(
+        dir.path(),
+        "items.csv",
+        b"id;title;genres\n1;\"Bad; Worse (1990)\";\"Drama;Crime\"\n2;\"x\";Comedy\n",
+    );
+    let m = DatasetMapping::from_json(
+        r#"{"name": "q", "delimiter": ";", "has_header": true, "user": "u", "item": "i",
+            "timestamp": "t", "timestamp_unit": "iso8601", "behavior": {"constant": "click"},
+            "categories": {"item_table": {"path": "items.csv", "delimiter": ";",
+                "item_column": "id", "value_column": "genres", "separator": ";"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(m.timestamp_unit, TimestampUnit::Rfc3339);
+    let mut vocabs = Vocabularies::default();
+    let mut src = open_source(&m, &log, &mut vocabs).unwrap();
+    assert_eq!(vocabs.behavior_types.names(), ["click"]);
+    assert_eq!(vocabs.categories.names(), ["Drama", "Crime", "Comedy"]);
+    let (ok, bad) = split(read_all(src.as_mut(), &mut vocabs));
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(
+        ok.iter()
+            .map(|b| (
+                b.item_id,
+                b.timestamp,
+                b.behavior_type,
+                b.features.categories.clone()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (1, 1_511_572_870, 0, vec![0, 1]),
+            (2, 1_511_568_000, 0, vec![2])
+        ]
+    );
+}
+
+#[test]
+fn a_category_table_with_as_many_values_as_items_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut table = String::from("item_id,title,genres\n");
+    for i in 0..30 {
+        table.push_str(&format!("{i},Title {i},Comedy|Drama\n"));
+    }
+    write(dir.path(), "movies.csv", table.as_bytes());
+    let log = write(
+        dir.path(),
+        "r.csv",
+        b"user_id,item_id,rating,timestamp\n1,1,4,5\n",
+    );
+    let mut m = DatasetMapping::preset("movielens").unwrap();
+    m.tags = TagMapping::None;
+    let src = open_source(&m, &log, &mut Vocabularies::default()).unwrap();
+    assert!(src.warnings().is_empty(), "{:?}", src.warnings());
+    if let CategoryMapping::ItemTable(t) = &mut m.categories {
+        t.value_column = "title".into();
+    }
+    let src = open_source(&m, &log, &mut Vocabularies::default()).unwrap();
+    assert_eq!(src.warnings().len(), 1, "{:?}", src.warnings());
+    assert!(src.warnings()[0].contains("30 distinct values to 30 items"));
+}
+
+#[test]
+fn mappings_written_before_the_new_fields_still_read() {
+    // A mapping as older versions stored it in the manifest: a one-character
+    // delimiter, no "encoding", "timestamp_unit" seconds.
+    let old = r#"{"name": "old", "format": "csv", "has_header": false, "delimiter": ";",
+        "user": 0, "item": 1, "timestamp": 3, "timestamp_unit": "seconds",
+        "behavior": {"categorical": {"column": 2, "values": ["pv"]}},
+        "categories": {"item_table": {"path": "t.csv", "item_column": 0, "value_column": 1}},
+        "tags": "none"}"#;
+    let m = DatasetMapping::from_json(old).unwrap();
+    assert_eq!(m.delimiter.as_deref(), Some(";"));
+    let CategoryMapping::ItemTable(t) = &m.categories else {
+        panic!("{m:?}")
+    };
+    assert_eq!(t.encoding, Encoding::Utf8);
+    // Defaults are not written back, so the stored JSON is unchanged.
+    let again = serde_json::to_value(&m).unwrap();
+    assert!(again["categories"]["item_table"].get("encoding").is_none());
+    let bad = old.replace("\";\"", "\"\"");
+    assert!(DatasetMapping::from_json(&bad).is_err());
+}

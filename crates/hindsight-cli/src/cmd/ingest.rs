@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use hindsight_index::{ingest, BehaviorIndex, IngestOptions, IngestProgress};
-use hindsight_logs::{DatasetMapping, PRESETS};
+use hindsight_index::{
+    ingest, manifest::MANIFEST_FILE, BehaviorIndex, IngestOptions, IngestProgress,
+};
+use hindsight_logs::{check_source, DatasetMapping, PRESETS};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Build or extend an index from a behavior log.
@@ -13,7 +15,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// by user, item, type, timestamp and occurrence), so an interrupted
 /// ingest is resumed by running it again. Malformed rows are counted,
 /// reported with their line numbers and skipped (or stop the run with
-/// --strict).
+/// --strict); so are rows the index cannot hold (user ids >= 2^40,
+/// timestamps before 1970 or after 9999, too many categories or tags).
+///
+/// The first 1,000 rows are tried before anything is created: when none of
+/// them parses (a wrong delimiter, column or unit), the command stops with
+/// the reasons and leaves no index folder behind. The mapping format is
+/// described in docs/mapping.md; `hindsight mapping init` writes a starting
+/// point and `hindsight mapping check` tries one.
 #[derive(clap::Args)]
 pub struct Args {
     /// The log: a file, or a folder for presets that join item tables
@@ -25,7 +34,9 @@ pub struct Args {
     /// A built-in dataset mapping (taobao, movielens).
     #[arg(long, conflicts_with = "mapping", required_unless_present = "mapping")]
     pub preset: Option<String>,
-    /// A dataset mapping as a JSON file (see `hindsight_logs::DatasetMapping`).
+    /// A dataset mapping as a JSON file (docs/mapping.md; `hindsight mapping
+    /// init --from LOG` writes a starting point, `hindsight mapping schema`
+    /// prints its JSON schema).
     #[arg(long)]
     pub mapping: Option<PathBuf>,
     /// Stop at the first malformed row.
@@ -61,8 +72,46 @@ pub fn run(a: Args) -> Result<()> {
     if a.sort_buffer == 0 || a.commit_every == 0 {
         bail!("--sort-buffer and --commit-every must be positive");
     }
-    let index = BehaviorIndex::open_or_create(&a.index, &mapping)
-        .with_context(|| format!("opening index {}", a.index.display()))?;
+    // Nothing is created before the mapping is known to fit: an existing
+    // index must have been built with it, and the first rows must parse.
+    let existing = a.index.join(MANIFEST_FILE).exists();
+    let opened = if existing {
+        let index = BehaviorIndex::open(&a.index)
+            .with_context(|| format!("opening index {}", a.index.display()))?;
+        index.check_mapping(&mapping)?;
+        Some(index)
+    } else {
+        None
+    };
+    let probe = check_source(&mapping, &a.input, PREFLIGHT_ROWS, 3)?;
+    if probe.nothing_parses() {
+        bail!(
+            "{}; nothing was written",
+            super::mapping::nothing_parses(&probe, &a.input)
+        );
+    }
+    if a.strict {
+        if let Some(e) = probe
+            .rejects
+            .iter()
+            .flat_map(|r| &r.examples)
+            .min_by_key(|e| e.line)
+        {
+            bail!(
+                "line {}: {} (run without --strict to skip and count malformed rows); nothing was written",
+                e.line,
+                e.message
+            );
+        }
+    }
+    for w in &probe.warnings {
+        eprintln!("warning: {w}");
+    }
+    let index = match opened {
+        Some(index) => index,
+        None => BehaviorIndex::create(&a.index, &mapping)
+            .with_context(|| format!("creating index {}", a.index.display()))?,
+    };
     let opts = IngestOptions {
         strict: a.strict,
         commit_every: a.commit_every,
@@ -92,11 +141,34 @@ pub fn run(a: Args) -> Result<()> {
             bar.set_position(p.behaviors_done);
         }
     };
-    let report = ingest(&index, &mapping, &a.input, &opts, &mut on_progress)?;
+    let result = ingest(&index, &mapping, &a.input, &opts, &mut on_progress);
     bar.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            remove_if_new_and_empty(existing, index)?;
+            return Err(e.into());
+        }
+    };
+    if report.rows_read > 0 && report.rejected_rows == report.rows_read {
+        let examples: Vec<String> = report
+            .rejected_examples
+            .iter()
+            .take(3)
+            .map(|r| format!("line {}: {}", r.line, r.message))
+            .collect();
+        remove_if_new_and_empty(existing, index)?;
+        bail!(
+            "all {} rows of {} were rejected ({}); fix the mapping (docs/mapping.md, `hindsight mapping check`)",
+            report.rows_read,
+            report.source,
+            examples.join("; ")
+        );
+    }
     if a.json {
         return super::print_json(&report);
     }
+    // The pre-flight already printed the warnings of opening the source.
     println!(
         "ingested {}: {} rows read, {} behaviors indexed, {} rejected, {} already indexed",
         report.source,
@@ -123,4 +195,20 @@ pub fn run(a: Args) -> Result<()> {
         report.index_behaviors
     );
     Ok(())
+}
+
+/// Rows tried before anything is created.
+const PREFLIGHT_ROWS: u64 = 1000;
+
+/// Removes an index this run created when it holds nothing, so that a
+/// failed run leaves no folder behind.
+fn remove_if_new_and_empty(existed: bool, index: BehaviorIndex) -> Result<()> {
+    let behaviors = index.refresh().map_or(1, |s| s.state().behaviors);
+    if existed || behaviors > 0 {
+        return Ok(());
+    }
+    let path = index.path().to_path_buf();
+    drop(index);
+    std::fs::remove_dir_all(&path)
+        .with_context(|| format!("removing the empty index {}", path.display()))
 }

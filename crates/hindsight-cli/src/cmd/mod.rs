@@ -4,6 +4,7 @@ pub mod export;
 pub mod info;
 pub mod ingest;
 pub mod loadtest;
+pub mod mapping;
 pub mod report;
 pub mod retrieve;
 pub mod serve;
