@@ -444,7 +444,7 @@ impl DatasetMapping {
     pub fn from_json(json: &str) -> Result<DatasetMapping> {
         let m: DatasetMapping = serde_json::from_str(json).map_err(|e| {
             LogError::Mapping(format!(
-                "invalid mapping json: {e}; fix the mapping file (see DatasetMapping)"
+                "invalid mapping json: {e}; fix the mapping file (see docs/mapping.md)"
             ))
         })?;
         m.validate()?;
@@ -457,7 +457,11 @@ impl DatasetMapping {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_json(&text).map_err(|e| LogError::Mapping(format!("{}: {e}", path.display())))
+        Self::from_json(&text).map_err(|e| match e {
+            // One "bad dataset mapping" prefix, then the file, then what is wrong.
+            LogError::Mapping(msg) => LogError::Mapping(format!("{}: {msg}", path.display())),
+            other => other,
+        })
     }
 
     /// The behavior type names, in id order (taobao: `pv, cart, fav, buy`;
@@ -688,6 +692,16 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_file_names_itself_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        std::fs::write(&p, r#"{"name": "x", "delimiter": 5}"#).unwrap();
+        let e = DatasetMapping::load(&p).unwrap_err().to_string();
+        assert_eq!(e.matches("bad dataset mapping").count(), 1, "{e}");
+        assert!(e.contains("m.json") && e.contains("docs/mapping.md"), "{e}");
+    }
+
+    #[test]
     fn format_from_extension() {
         let auto = InputFormat::Auto;
         assert_eq!(
@@ -704,5 +718,21 @@ mod tests {
             InputFormat::Csv.resolve(Path::new("b")).unwrap(),
             InputFormat::Csv
         );
+        for recbole in ["x.inter", "x.item", "x.user"] {
+            assert_eq!(auto.resolve(Path::new(recbole)).unwrap(), InputFormat::Tsv);
+        }
+        assert!(auto.resolve(Path::new("ratings.dat")).is_err());
+        assert_eq!(
+            InputFormat::Csv.resolve(Path::new("ratings.dat")).unwrap(),
+            InputFormat::Csv
+        );
+        for bad in ["", "\"", "a\nb", "é", "123456789"] {
+            let mut m = DatasetMapping::preset("taobao").unwrap();
+            m.delimiter = Some(bad.into());
+            assert!(m.validate().is_err(), "{bad:?}");
+        }
+        let mut m = DatasetMapping::preset("taobao").unwrap();
+        m.delimiter = Some("::".into());
+        m.validate().unwrap();
     }
 }
