@@ -53,13 +53,12 @@ enum Command {
     ///
     /// Settings come, in increasing precedence, from defaults, the TOML file
     /// of --config, HINDSIGHT_<KEY> environment variables (e.g.
-    /// HINDSIGHT_TOKEN, HINDSIGHT_MAX_CANDIDATES) and the flags below. The
-    /// file and the environment also take max_queued_appends,
-    /// max_append_behaviors, max_list_limit, max_body_bytes,
-    /// retry_after_secs, shutdown_grace_secs, token and auth_reads.
+    /// HINDSIGHT_TOKEN, HINDSIGHT_MAX_CANDIDATES) and the flags below; every
+    /// key with its default is listed at the end of --help.
     ///
     /// The server holds the index's writer lock. SIGHUP reloads the model;
     /// SIGINT/SIGTERM finish in-flight requests, commit and exit.
+    #[command(after_long_help = hindsight_server::config::settings_help())]
     Serve(cmd::serve::Args),
     /// Load a running server at a fixed rate and report latency percentiles.
     ///

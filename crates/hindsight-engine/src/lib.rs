@@ -11,6 +11,11 @@ use std::time::Instant;
 
 mod score;
 pub use score::{ScoreInput, Scored, Scorer};
+mod target;
+pub use target::{
+    resolve_behavior_type, resolve_ids, resolve_target, FeatureOverrides, IdOrName, TargetRequest,
+    VocabKind,
+};
 
 use hindsight_core::metrics::{auc, gauc, logloss};
 use hindsight_core::Behavior;
@@ -38,6 +43,10 @@ pub enum EngineError {
     /// A scoring input the model cannot take (e.g. N above the model's).
     #[error("{0}")]
     InvalidInput(String),
+    /// A request names a category, tag or behavior type the index does not
+    /// know.
+    #[error("{0}")]
+    UnknownName(String),
     /// Retrieval failed.
     #[error(transparent)]
     Retrieval(#[from] hindsight_retrieval::RetrievalError),

@@ -18,6 +18,15 @@ pub enum IdOrName {
     Name(String),
 }
 
+impl From<IdOrName> for hindsight_engine::IdOrName {
+    fn from(v: IdOrName) -> Self {
+        match v {
+            IdOrName::Id(id) => hindsight_engine::IdOrName::Id(id),
+            IdOrName::Name(s) => hindsight_engine::IdOrName::Name(s),
+        }
+    }
+}
+
 /// `POST /v1/score`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -162,7 +171,7 @@ pub struct AppendRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BehaviorIn {
-    /// The user (below 2^40).
+    /// The user (at most `hindsight_core::limits::MAX_USER_ID`, 2^40 - 1).
     pub user_id: u64,
     /// The item.
     pub item_id: u64,
@@ -180,7 +189,8 @@ pub struct BehaviorIn {
     /// e.g. `pv` for taobao).
     #[serde(default)]
     pub behavior_type: Option<IdOrName>,
-    /// Unix seconds (default: the server's clock).
+    /// Unix seconds, 0 to `hindsight_core::limits::MAX_TIMESTAMP` (default:
+    /// the server's clock).
     #[serde(default)]
     pub timestamp: Option<i64>,
 }
@@ -226,11 +236,14 @@ pub struct UserBehaviors {
 /// `GET /healthz` and `GET /readyz` response.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready`, or `draining`.
+    /// `ok`, `ready`, `draining`, or `not_ready`.
     pub status: String,
     /// The serving pair (readyz only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<ServingInfo>,
+    /// Why the server is not ready (`not_ready` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The model and index being served.

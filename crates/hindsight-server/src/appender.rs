@@ -8,8 +8,13 @@
 //! score request that starts after the acknowledgement, and a burst of N
 //! requests costs one fsync rather than N. There is no added linger: the
 //! requests that arrive during a commit form the next group.
+//!
+//! If the thread dies (a panic inside the index writer), the reason is
+//! logged once and kept: every later append gets
+//! [`AppendError::WriterDied`] and `/readyz` reports not ready with it.
 
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -36,17 +41,27 @@ pub enum AppendError {
     /// Storing failed; nothing of the request was stored.
     #[error("the append could not be made durable: {0}; nothing was stored, retry it")]
     Failed(String),
+    /// The writer thread died; no append can be stored until the server is
+    /// restarted (or reloaded onto another index).
+    #[error("{0}")]
+    WriterDied(String),
 }
 
 struct Job {
     behaviors: Vec<NewBehavior>,
     reply: oneshot::Sender<Result<(AppendReport, u64), AppendError>>,
+    /// Tests only: make the writer thread panic, as a panic inside
+    /// tantivy would.
+    #[cfg(test)]
+    panic: bool,
 }
 
 /// Handle to the writer thread of one index.
 pub struct Appender {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set once if the thread died: why.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl Appender {
@@ -59,6 +74,9 @@ impl Appender {
     ) -> Result<Appender, IndexError> {
         let (tx, rx) = mpsc::channel(queue);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let failure = Arc::new(OnceLock::new());
+        let failed = failure.clone();
+        let path = index.path().display().to_string();
         let thread = std::thread::Builder::new()
             .name("hindsight-writer".into())
             .spawn(move || {
@@ -72,12 +90,25 @@ impl Appender {
                         return;
                     }
                 };
-                run(writer, rx, &metrics);
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(writer, rx, &metrics)));
+                if let Err(panic) = outcome {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    let reason = format!(
+                        "the index writer of {path} died ({what}); appends are refused until the server is restarted or reloaded onto a sound index"
+                    );
+                    tracing::error!(%reason, "index writer thread died; the server is not ready");
+                    let _ = failed.set(reason);
+                }
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Appender {
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
+                failure,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(IndexError::Corrupt(
@@ -92,6 +123,19 @@ impl Appender {
         &self,
         behaviors: Vec<NewBehavior>,
     ) -> Result<(AppendReport, u64), AppendError> {
+        self.send(Job {
+            behaviors,
+            reply: oneshot::channel().0,
+            #[cfg(test)]
+            panic: false,
+        })
+        .await
+    }
+
+    async fn send(&self, mut job: Job) -> Result<(AppendReport, u64), AppendError> {
+        if let Some(reason) = self.failure() {
+            return Err(AppendError::WriterDied(reason));
+        }
         let tx = self
             .tx
             .lock()
@@ -99,13 +143,66 @@ impl Appender {
             .clone()
             .ok_or(AppendError::Closed)?;
         let (reply, rx) = oneshot::channel();
-        tx.try_send(Job { behaviors, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AppendError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => AppendError::Closed,
-        })?;
+        job.reply = reply;
+        let sent = tx.try_send(job);
         drop(tx);
-        rx.await
-            .map_err(|_| AppendError::Failed("the writer thread stopped".into()))?
+        match sent {
+            Ok(()) => match rx.await {
+                Ok(answer) => answer,
+                Err(_) => Err(self.failure_after_exit().await.map_or_else(
+                    || AppendError::Failed("the writer thread stopped".into()),
+                    AppendError::WriterDied,
+                )),
+            },
+            Err(mpsc::error::TrySendError::Full(_)) => Err(AppendError::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self
+                .failure_after_exit()
+                .await
+                .map_or(AppendError::Closed, AppendError::WriterDied)),
+        }
+    }
+
+    /// Why the writer thread died, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.get().cloned()
+    }
+
+    /// [`Appender::failure`], after waiting briefly for a thread that has
+    /// just dropped its channel to record why (unwinding drops the channel
+    /// before the panic is recorded).
+    async fn failure_after_exit(&self) -> Option<String> {
+        for _ in 0..100 {
+            let finished = self
+                .thread
+                .lock()
+                .expect("appender lock")
+                .as_ref()
+                .is_none_or(JoinHandle::is_finished);
+            if self.failure().is_some() || finished {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.failure()
+    }
+
+    /// Tests only: makes the writer thread panic and waits for it to die.
+    #[cfg(test)]
+    pub(crate) async fn kill_for_test(&self) {
+        let _ = self
+            .send(Job {
+                behaviors: Vec::new(),
+                reply: oneshot::channel().0,
+                panic: true,
+            })
+            .await;
+        for _ in 0..500 {
+            if self.failure().is_some() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the writer thread did not die");
     }
 
     /// Stops taking appends, lets the thread finish the queued ones, commit
@@ -126,6 +223,10 @@ impl Drop for Appender {
 
 fn run(mut writer: LiveWriter<'_>, mut rx: mpsc::Receiver<Job>, metrics: &Metrics) {
     while let Some(first) = rx.blocking_recv() {
+        #[cfg(test)]
+        if first.panic {
+            panic!("writer killed by a test");
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {

@@ -77,9 +77,30 @@ pub struct ServerConfig {
     pub max_list_limit: usize,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
-    /// Per-request deadline, milliseconds; past it the request gets 503
+    /// Per-request deadline, milliseconds, counted from the request's
+    /// arrival (reading the body included); past it the request gets 503
     /// `deadline_exceeded`.
     pub request_timeout_ms: u64,
+    /// The request body must have arrived within this long of the
+    /// request's head (and within `request_timeout_ms`), else 408
+    /// `body_timeout` and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// Once a request head has started arriving, all of it must arrive
+    /// within this long, else the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request being handled that receives nothing
+    /// for this long (a fresh one, or keep-alive between requests) is
+    /// closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; one more is answered 503
+    /// `too_many_connections` and closed. Keep it below the process's
+    /// open-file limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// Longest request target (path and query), bytes; beyond, 414.
+    pub max_uri_bytes: usize,
+    /// Largest request head (header names and values), bytes, and at
+    /// most 100 header lines; beyond, 431.
+    pub max_header_bytes: usize,
     /// Seconds given in Retry-After when shedding load.
     pub retry_after_secs: u64,
     /// On shutdown, how long in-flight requests may take to finish.
@@ -107,6 +128,12 @@ impl Default for ServerConfig {
             max_list_limit: 1000,
             max_body_bytes: 2 << 20,
             request_timeout_ms: 2000,
+            body_read_timeout_ms: 2000,
+            header_read_timeout_ms: 5000,
+            idle_timeout_ms: 30_000,
+            max_connections: 4096,
+            max_uri_bytes: 8192,
+            max_header_bytes: 16_384,
             retry_after_secs: 1,
             shutdown_grace_secs: 30,
             token: None,
@@ -115,29 +142,185 @@ impl Default for ServerConfig {
     }
 }
 
-/// The keys `HINDSIGHT_*` environment variables may set (others, such as
-/// `HINDSIGHT_PYTHON` of the build scripts, are ignored).
-pub const ENV_KEYS: &[&str] = &[
-    "addr",
-    "index",
-    "model",
-    "device",
-    "torch_threads",
-    "workers",
-    "max_in_flight",
-    "max_queued_appends",
-    "max_candidates",
-    "max_append_behaviors",
-    "max_list_limit",
-    "max_body_bytes",
-    "request_timeout_ms",
-    "retry_after_secs",
-    "shutdown_grace_secs",
-    "token",
-    "auth_reads",
-];
+/// Where a setting came from, for error messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Defaults,
+    Env,
+    Flags,
+}
 
-const STRING_KEYS: &[&str] = &["addr", "index", "model", "device", "token"];
+impl Origin {
+    const fn name(self) -> &'static str {
+        match self {
+            Origin::Defaults => "defaults",
+            Origin::Env => "environment",
+            Origin::Flags => "flags",
+        }
+    }
+}
+
+/// A figment provider without a source location (so that errors name the
+/// key and its origin, not a line of this crate).
+struct Named {
+    origin: Origin,
+    data: figment::value::Dict,
+}
+
+impl figment::Provider for Named {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.origin.name())
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut map = figment::value::Map::new();
+        map.insert(figment::Profile::Default, self.data.clone());
+        Ok(map)
+    }
+}
+
+fn dict_of(value: &impl Serialize) -> Result<figment::value::Dict, ServerError> {
+    match figment::value::Value::serialize(value) {
+        Ok(figment::value::Value::Dict(_, d)) => Ok(d),
+        Ok(_) => Ok(figment::value::Dict::new()),
+        Err(e) => Err(ServerError::Config(e.to_string())),
+    }
+}
+
+/// The value of `HINDSIGHT_<KEY>`: the text as is where the key takes
+/// text (an address, a path, the token, even when it looks like a number),
+/// else parsed as a number or boolean.
+fn env_value(key: &str, raw: &str) -> figment::value::Value {
+    let takes = |v: figment::value::Value| {
+        Figment::from(Serialized::defaults(ServerConfig::default()))
+            .merge(Serialized::default(key, v))
+            .extract::<ServerConfig>()
+            .is_ok()
+    };
+    let text = figment::value::Value::from(raw.to_owned());
+    if takes(text.clone()) {
+        return text;
+    }
+    match raw.parse::<figment::value::Value>() {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// Rewrites figment's errors as `KEY: what is wrong` naming the key as the
+/// user wrote it (`HINDSIGHT_MAX_CANDIDATES`, `--workers`, `workers` in a
+/// file), and what is allowed.
+fn config_error(e: figment::Error, file: Option<&Path>) -> ServerError {
+    let messages: Vec<String> = e
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let origin = e.metadata.as_ref().map(|m| m.name.to_string());
+            let named = match origin.as_deref() {
+                Some("environment") => format!("HINDSIGHT_{} ({key})", key.to_ascii_uppercase()),
+                Some("flags") => format!("--{}", key.replace('_', "-")),
+                _ => match file {
+                    Some(f) if !key.is_empty() => format!("{key} in {}", f.display()),
+                    Some(f) => f.display().to_string(),
+                    None => key.clone(),
+                },
+            };
+            let what = friendly(&e.kind.to_string());
+            if named.is_empty() {
+                what
+            } else {
+                format!("{named}: {what}")
+            }
+        })
+        .collect();
+    ServerError::Config(messages.join("; "))
+}
+
+/// Says what a value must be in words rather than Rust types.
+fn friendly(kind: &str) -> String {
+    let mut s = kind.to_owned();
+    for (ty, words) in [
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        s = s.replace(ty, words);
+    }
+    s
+}
+
+/// The setting names of [`ServerConfig`] (its config-file keys; as
+/// `HINDSIGHT_<KEY>` environment variables), read from its serde
+/// declaration so that a new field is a new key everywhere at once.
+pub fn keys() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor};
+
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(Self::Error::custom("only the field names were wanted"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    static KEYS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut fields: &'static [&'static str] = &[];
+        let _ = ServerConfig::deserialize(Fields(&mut fields));
+        fields
+    })
+}
+
+/// Every setting with its default, one per line (`key = value`, `key` alone
+/// when it has no default), for `hindsight serve --help`.
+pub fn settings_help() -> String {
+    let defaults = dict_of(&ServerConfig::default()).unwrap_or_default();
+    let mut out = String::from(
+        "Settings (config file keys; environment HINDSIGHT_<KEY>; see docs/server.md), with their defaults:\n",
+    );
+    for key in keys() {
+        match defaults.get(*key) {
+            Some(v) if *key != "index" && *key != "model" => {
+                let shown = match v {
+                    figment::value::Value::String(_, s) => format!("{s:?}"),
+                    figment::value::Value::Num(_, n) => match n.to_u128() {
+                        Some(u) => u.to_string(),
+                        None => n
+                            .to_i128()
+                            .map_or_else(|| format!("{n:?}"), |i| i.to_string()),
+                    },
+                    figment::value::Value::Bool(_, b) => b.to_string(),
+                    _ => "(none)".into(),
+                };
+                out.push_str(&format!("  {key} = {shown}\n"));
+            }
+            _ => out.push_str(&format!("  {key}\n")),
+        }
+    }
+    out
+}
 
 impl ServerConfig {
     /// Loads the configuration: defaults, then the TOML file `file` (which
@@ -149,7 +332,10 @@ impl ServerConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &impl Serialize,
     ) -> Result<ServerConfig, ServerError> {
-        let mut fig = Figment::from(Serialized::defaults(ServerConfig::default()));
+        let mut fig = Figment::from(Named {
+            origin: Origin::Defaults,
+            data: dict_of(&ServerConfig::default())?,
+        });
         if let Some(file) = file {
             if !file.is_file() {
                 return Err(ServerError::Config(format!(
@@ -160,34 +346,30 @@ impl ServerConfig {
             fig = fig.merge(Toml::file_exact(file));
         }
         // The variables are given explicitly (not read by figment's Env
-        // provider) so that tests need not touch the process environment.
-        // Values parse as numbers or booleans where they can.
+        // provider) so that tests need not touch the process environment;
+        // only `HINDSIGHT_<KEY>` for the keys of `ServerConfig` are read
+        // (so `HINDSIGHT_LOG` and the build scripts' `HINDSIGHT_PYTHON` do
+        // not interfere).
         let mut env_map = figment::value::Dict::new();
         for (k, v) in env {
             let Some(key) = k.strip_prefix("HINDSIGHT_") else {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if !ENV_KEYS.contains(&key.as_str()) {
-                continue;
+            if keys().contains(&key.as_str()) {
+                let value = env_value(&key, &v);
+                env_map.insert(key, value);
             }
-            // Addresses, paths and the token stay strings even when they
-            // look like numbers.
-            let value: figment::value::Value = if STRING_KEYS.contains(&key.as_str()) {
-                v.into()
-            } else {
-                match v.parse::<figment::value::Value>() {
-                    Ok(value) => value,
-                    Err(never) => match never {},
-                }
-            };
-            env_map.insert(key, value);
         }
-        fig = fig.merge(Serialized::defaults(env_map));
-        fig = fig.merge(Serialized::defaults(overrides));
-        let cfg: ServerConfig = fig
-            .extract()
-            .map_err(|e| ServerError::Config(e.to_string()))?;
+        fig = fig.merge(Named {
+            origin: Origin::Env,
+            data: env_map,
+        });
+        fig = fig.merge(Named {
+            origin: Origin::Flags,
+            data: dict_of(overrides)?,
+        });
+        let cfg: ServerConfig = fig.extract().map_err(|e| config_error(e, file))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -222,11 +404,29 @@ impl ServerConfig {
             ("max_list_limit", self.max_list_limit as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
             ("request_timeout_ms", self.request_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("max_uri_bytes", self.max_uri_bytes as u64),
+            ("max_header_bytes", self.max_header_bytes as u64),
         ];
         for (key, v) in positive {
             if v == 0 {
                 return bad(format!("{key} must be at least 1"));
             }
+        }
+        if self.max_uri_bytes > 65_534 {
+            return bad(format!(
+                "max_uri_bytes must be at most 65534 (the HTTP stack's own limit), not {}",
+                self.max_uri_bytes
+            ));
+        }
+        if self.max_header_bytes > 400_000 {
+            return bad(format!(
+                "max_header_bytes must be at most 400000 (the HTTP stack's own buffer), not {}",
+                self.max_header_bytes
+            ));
         }
         if self.in_flight_limit() < self.workers {
             return bad(format!(
@@ -343,5 +543,92 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("workers"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_is_allowed_without_source_locations() {
+        let base = [("HINDSIGHT_INDEX", "i"), ("HINDSIGHT_MODEL", "m")];
+        let with = |extra: (&str, &str)| {
+            let mut pairs = base.to_vec();
+            pairs.push(extra);
+            ServerConfig::load(None, env(&pairs), &Flags::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let err = with(("HINDSIGHT_MAX_CANDIDATES", "-5"));
+        assert!(err.contains("HINDSIGHT_MAX_CANDIDATES"), "{err}");
+        assert!(
+            err.contains("-5") && err.contains("whole number, 0 or more"),
+            "{err}"
+        );
+        assert!(!err.contains(".rs") && !err.contains("src/"), "{err}");
+        let err = with(("HINDSIGHT_AUTH_READS", "maybe"));
+        assert!(
+            err.contains("HINDSIGHT_AUTH_READS") && err.contains("true or false"),
+            "{err}"
+        );
+        // A flag names the flag.
+        let err = ServerConfig::load(None, env(&base), &serde_json::json!({"workers": -1}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--workers"), "{err}");
+        assert!(!err.contains(".rs"), "{err}");
+        // A file names the file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "index = \"i\"\nmodel = \"m\"\nworkers = \"two\"\n").unwrap();
+        let err = ServerConfig::load(Some(&file), env(&[]), &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("workers in ") && err.contains("c.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_field_is_a_key_and_text_keys_keep_numeric_looking_values() {
+        let keys = keys();
+        let defaults = dict_of(&ServerConfig::default()).unwrap();
+        for k in defaults.keys() {
+            assert!(keys.contains(&k.as_str()), "{k} is not a key");
+        }
+        for k in [
+            "addr",
+            "token",
+            "max_connections",
+            "idle_timeout_ms",
+            "header_read_timeout_ms",
+            "body_read_timeout_ms",
+        ] {
+            assert!(keys.contains(&k), "{k} missing");
+        }
+        let help = settings_help();
+        for k in keys {
+            assert!(
+                help.contains(&format!("  {k}")),
+                "{k} missing from the help"
+            );
+        }
+        assert!(help.contains("max_candidates = 1000"), "{help}");
+        // A token or index that looks like a number stays text; numbers
+        // and booleans parse.
+        let cfg = ServerConfig::load(
+            None,
+            env(&[
+                ("HINDSIGHT_INDEX", "123"),
+                ("HINDSIGHT_MODEL", "m"),
+                ("HINDSIGHT_TOKEN", "12345"),
+                ("HINDSIGHT_MAX_IN_FLIGHT", "64"),
+                ("HINDSIGHT_AUTH_READS", "true"),
+                ("HINDSIGHT_IDLE_TIMEOUT_MS", "1500"),
+            ]),
+            &Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.index, PathBuf::from("123"));
+        assert!(cfg.token.as_ref().unwrap().matches(b"12345"));
+        assert_eq!((cfg.max_in_flight, cfg.auth_reads), (Some(64), true));
+        assert_eq!(cfg.idle_timeout_ms, 1500);
     }
 }

@@ -54,6 +54,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a Retry-After header (503s).
     pub retry_after: Option<u64>,
+    /// Whether to close the connection after the answer (`Connection:
+    /// close`), e.g. when the body was not read.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -64,6 +67,22 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            close: false,
+        }
+    }
+
+    /// 400: the request is malformed, or a value is beyond the limits every
+    /// entry point shares.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// The same error, its message prefixed by where in the request it
+    /// arose (a JSON path such as `candidates[2]`).
+    pub fn at(self, path: &str) -> Self {
+        ApiError {
+            message: format!("{path}: {}", self.message),
+            ..self
         }
     }
 
@@ -101,6 +120,10 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if self.close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -115,6 +138,8 @@ impl From<hindsight_engine::EngineError> for ApiError {
             hindsight_engine::EngineError::InvalidInput(m) => {
                 ApiError::invalid("invalid_request", m)
             }
+            hindsight_engine::EngineError::UnknownName(m) => ApiError::invalid("unknown_name", m),
+            hindsight_engine::EngineError::Index(e) => e.into(),
             other => ApiError::internal(other.to_string()),
         }
     }
@@ -127,4 +152,63 @@ impl From<hindsight_index::IndexError> for ApiError {
             other => ApiError::internal(other.to_string()),
         }
     }
+}
+
+/// The code of an error response that did not come from an [`ApiError`]
+/// (an extractor's or the HTTP stack's rejection), by status.
+fn code_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        411 => "length_required",
+        413 => "body_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        417 => "expectation_failed",
+        431 => "headers_too_large",
+        s if s >= 500 => "internal",
+        _ => "client_error",
+    }
+}
+
+/// Gives an error response that is not JSON (a rejection from axum or
+/// tower, plain text) the API's JSON error body, keeping its status, its
+/// headers and its text as the message.
+pub(crate) async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code_of(status),
+            message,
+        },
+    };
+    let json = serde_json::to_vec(&body).expect("an error body serializes");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(json))
 }

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use crate::error::ApiError;
+use crate::state::Deadline;
 
 /// A JSON body. Unlike `axum::Json` it does not insist on a JSON
 /// Content-Type (so `curl -d '{...}'` works), and its rejections are
@@ -30,9 +31,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Reads the whole body within the configured size limit.
+/// Reads the whole body within the configured size limit and by the
+/// request's body deadline ([`Deadline::body_at`]): a body that does not
+/// arrive in time is a 408 `body_timeout`, and the connection is closed.
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|e| {
+    let body_at = req.extensions().get::<Deadline>().map(|d| d.body_at);
+    let read = Bytes::from_request(req, state);
+    let result = match body_at {
+        Some(at) => match tokio::time::timeout_at(at, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                let mut e = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body did not arrive in time (body_read_timeout_ms, within request_timeout_ms); send the whole body at once",
+                );
+                e.close = true;
+                return Err(e);
+            }
+        },
+        None => read.await,
+    };
+    result.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -11,7 +11,10 @@
 //! | `GET /openapi.json` | the OpenAPI document, generated from the types |
 //!
 //! Errors are JSON `{"error": {"code", "message"}}` with a 4xx status for
-//! every client mistake (see [`api`] and the OpenAPI document).
+//! every client mistake (see [`api`] and the OpenAPI document), including
+//! the protocol-level ones the application sees (414, 431, 408, extractor
+//! rejections). Connections have limits and timeouts of their own (see
+//! `conn.rs`: idle, header read, body read, a cap on open connections).
 //!
 //! Retrieval follows SIM (Pi et al., CIKM 2020) and UBR4CTR (Qin et al.,
 //! SIGIR 2020); the models DIN (Zhou et al., KDD 2018) and DIEN (Zhou et
@@ -20,16 +23,17 @@
 pub mod api;
 mod appender;
 pub mod config;
+mod conn;
 pub mod error;
 mod extract;
 mod handlers;
 pub mod metrics;
 mod state;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -43,7 +47,7 @@ use utoipa::OpenApi;
 pub use appender::AppendError;
 pub use config::{Secret, ServerConfig};
 pub use error::{ApiError, ServerError};
-pub use state::{AppState, Serving};
+pub use state::{AppState, Deadline, Serving};
 
 /// The OpenAPI document.
 #[derive(OpenApi)]
@@ -53,14 +57,14 @@ pub use state::{AppState, Serving};
         description = "CTR scoring with lifelong user behavior retrieval."
     ),
     paths(
-        handlers::score,
-        handlers::append,
-        handlers::user_behaviors,
-        handlers::reload,
-        handlers::healthz,
-        handlers::readyz,
-        handlers::metrics,
-        handlers::openapi
+        handlers::score::score,
+        handlers::behaviors::append,
+        handlers::behaviors::user_behaviors,
+        handlers::admin::reload,
+        handlers::health::healthz,
+        handlers::health::readyz,
+        handlers::health::metrics,
+        handlers::health::openapi
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail))
 )]
@@ -87,7 +91,7 @@ async fn authorize(
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+            .and_then(|v| bearer_token(v.as_bytes()));
         if !given.is_some_and(|g| token.matches(g)) {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -99,6 +103,61 @@ async fn authorize(
     }
     next.run(req).await
 }
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// matched case-insensitively (RFC 9110 section 11.1), the token exactly.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = rest.trim_ascii_start();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The outermost layer: refuses request targets and heads beyond the
+/// configured limits (414, 431, as JSON), starts the request's
+/// [`Deadline`], and gives every error response the JSON error body.
+async fn protocol(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let cfg = &st.config;
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > cfg.max_uri_bytes {
+        let mut e = ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request target is {uri} bytes, more than this server takes (max_uri_bytes = {}); send parameters in the body",
+                cfg.max_uri_bytes
+            ),
+        );
+        e.close = true;
+        return e.into_response();
+    }
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let lines = req.headers().len();
+    if head > cfg.max_header_bytes || lines > MAX_HEADER_LINES {
+        let mut e = ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request has {lines} header lines of {head} bytes in all; this server takes at most {MAX_HEADER_LINES} lines and {} bytes (max_header_bytes)",
+                cfg.max_header_bytes
+            ),
+        );
+        e.close = true;
+        return e.into_response();
+    }
+    req.extensions_mut().insert(Deadline::starting_now(cfg));
+    error::json_errors(next.run(req).await).await
+}
+
+/// Most header lines a request may have.
+const MAX_HEADER_LINES: usize = 100;
 
 async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req
@@ -130,65 +189,66 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// metrics. Test it in process with `tower::ServiceExt::oneshot`.
 pub fn router(state: Arc<AppState>) -> Router {
     let writes = Router::new()
-        .route("/v1/behaviors", post(handlers::append))
-        .route("/v1/admin/reload", post(handlers::reload))
+        .route("/v1/behaviors", post(handlers::behaviors::append))
+        .route("/v1/admin/reload", post(handlers::admin::reload))
         .route_layer(middleware::from_fn_with_state(
             (state.clone(), Access::Write),
             authorize,
         ));
     let reads = Router::new()
-        .route("/v1/score", post(handlers::score))
-        .route("/v1/users/{id}/behaviors", get(handlers::user_behaviors))
+        .route("/v1/score", post(handlers::score::score))
+        .route(
+            "/v1/users/{id}/behaviors",
+            get(handlers::behaviors::user_behaviors),
+        )
         .route_layer(middleware::from_fn_with_state(
             (state.clone(), Access::Read),
             authorize,
         ));
     let open = Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
-        .route("/openapi.json", get(handlers::openapi));
+        .route("/healthz", get(handlers::health::healthz))
+        .route("/readyz", get(handlers::health::readyz))
+        .route("/metrics", get(handlers::health::metrics))
+        .route("/openapi.json", get(handlers::health::openapi));
     Router::new()
         .merge(writes)
         .merge(reads)
         .merge(open)
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
-        .fallback(handlers::not_found)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .fallback(handlers::health::not_found)
+        .method_not_allowed_fallback(handlers::health::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state.clone(), protocol))
         .with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets in-flight requests finish (at most
-/// `shutdown_grace_secs`), and closes the writer, which commits anything
-/// pending and releases the index.
+/// accepting, closes connections with no request being handled, lets
+/// in-flight requests finish (at most `shutdown_grace_secs`), and closes
+/// the writer, which commits anything pending and releases the index.
+/// Connections have the limits and timeouts of the configuration
+/// (`max_connections`, `idle_timeout_ms`, `header_read_timeout_ms`,
+/// `body_read_timeout_ms`).
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let app = router(state.clone());
-    let draining = Arc::new(tokio::sync::Notify::new());
-    let on_signal = {
-        let state = state.clone();
-        let draining = draining.clone();
-        async move {
-            shutdown.await;
-            state.draining.store(true, Ordering::SeqCst);
+    let st = state.clone();
+    conn::accept_loop(
+        listener,
+        app,
+        &state.config,
+        state.metrics.clone(),
+        shutdown,
+        move || {
+            st.draining.store(true, Ordering::SeqCst);
             tracing::info!("shutting down: finishing in-flight requests");
-            draining.notify_one();
-        }
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(on_signal);
-    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
-    tokio::select! {
-        r = server.into_future() => r?,
-        _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("the shutdown grace period ended with requests still in flight");
-        }
-    }
+        },
+    )
+    .await;
     let st = state.clone();
     tokio::task::spawn_blocking(move || st.close())
         .await
@@ -233,5 +293,7 @@ pub fn reload_on_sighup(state: Arc<AppState>) {
     let _ = state;
 }
 
+#[cfg(test)]
+mod conn_tests;
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,12 @@ pub struct Metrics {
     pub index_behaviors: IntGauge,
     /// Segments of the index.
     pub index_segments: IntGauge,
+    /// Open HTTP connections.
+    pub open_connections: IntGauge,
+    /// Connections refused because `max_connections` were open.
+    pub connections_refused: IntCounter,
+    /// Connections closed on a timeout, by kind (idle, header).
+    pub connection_timeouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -113,8 +119,25 @@ impl Metrics {
         registry
             .register(Box::new(reloads.clone()))
             .expect("unique");
+        let connection_timeouts = IntCounterVec::new(
+            Opts::new(
+                "hindsight_connection_timeouts_total",
+                "Connections closed on a timeout, by kind: idle (nothing sent between requests), header (the request head did not arrive in time).",
+            ),
+            &["kind"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(connection_timeouts.clone()))
+            .expect("unique");
         Metrics {
             requests,
+            connection_timeouts,
+            open_connections: gauge("hindsight_open_connections", "Open HTTP connections."),
+            connections_refused: counter(
+                "hindsight_connections_refused_total",
+                "Connections answered 503 and closed because max_connections were open.",
+            ),
             latency,
             retrieval: hist(
                 "hindsight_retrieval_seconds",

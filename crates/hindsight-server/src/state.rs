@@ -1,6 +1,11 @@
 //! What the server serves (a model and an index, swapped atomically on
-//! reload) and the limits requests share.
+//! reload) and the limits requests share: admission (at most
+//! `max_in_flight` score/read requests, the rest get 503 at once), the
+//! worker pool (at most `workers` doing CPU work) and each request's
+//! deadline (`request_timeout_ms`, counted from the request's arrival, so
+//! reading its body counts too).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,11 +14,13 @@ use arc_swap::ArcSwap;
 use hindsight_engine::Scorer;
 use hindsight_index::BehaviorIndex;
 use hindsight_model::Device;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::api::ServingInfo;
 use crate::appender::Appender;
 use crate::config::ServerConfig;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::ServerError;
 
@@ -191,6 +198,121 @@ impl AppState {
     pub fn close(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.serving.load().appender.close();
+    }
+}
+
+/// When a request must be answered by: its arrival plus
+/// `request_timeout_ms`. Set by the router's outermost middleware; reading
+/// the body, waiting for admission and a worker, and the work itself all
+/// count against it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// The request's deadline.
+    pub at: Instant,
+    /// When its body must have arrived: the earlier of the deadline and
+    /// the arrival plus `body_read_timeout_ms`.
+    pub body_at: Instant,
+}
+
+impl Deadline {
+    /// The deadline of a request arriving now.
+    pub fn starting_now(config: &ServerConfig) -> Deadline {
+        let now = Instant::now();
+        let at = now + std::time::Duration::from_millis(config.request_timeout_ms);
+        let body_at = (now + std::time::Duration::from_millis(config.body_read_timeout_ms)).min(at);
+        Deadline { at, body_at }
+    }
+}
+
+impl AppState {
+    /// Why the server cannot take appends (and is not ready), if it
+    /// cannot: the writer thread of the current index died.
+    pub fn writer_failure(&self) -> Option<String> {
+        self.serving.load().appender.failure()
+    }
+
+    /// Counts a shed request and builds its 503.
+    pub(crate) fn shed(&self, route: &str, why: &str) -> ApiError {
+        self.metrics.shed.with_label_values(&[route]).inc();
+        ApiError::unavailable(
+            "overloaded",
+            format!("{why}; retry after the Retry-After delay"),
+            self.config.retry_after_secs,
+        )
+    }
+
+    /// 503 `shutting_down` while draining.
+    pub(crate) fn refuse_if_draining(&self) -> Result<(), ApiError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(ApiError::unavailable(
+                "shutting_down",
+                "the server is shutting down; retry on another instance",
+                self.config.retry_after_secs,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Admits a score/read request or sheds it.
+    pub(crate) fn admit(&self, route: &str) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.refuse_if_draining()?;
+        self.admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.shed(route, "the server is at its limit of requests in flight"))
+    }
+
+    /// 503 `deadline_exceeded`.
+    pub(crate) fn deadline_exceeded(&self) -> ApiError {
+        ApiError::unavailable(
+            "deadline_exceeded",
+            format!(
+                "the request took longer than request_timeout_ms ({} ms)",
+                self.config.request_timeout_ms
+            ),
+            self.config.retry_after_secs,
+        )
+    }
+
+    /// Runs CPU work on a worker within the request's deadline. The
+    /// admission permit is held until the work ends, even if the deadline
+    /// passes first, so abandoned work still counts as in flight.
+    pub(crate) async fn run_cpu<T: Send + 'static>(
+        self: &Arc<Self>,
+        deadline: Deadline,
+        admitted: OwnedSemaphorePermit,
+        work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let this = self.clone();
+        let job = async move {
+            let worker = this
+                .workers
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ApiError::internal("the worker pool is closed"))?;
+            let inner = this.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = work(&inner);
+                drop((worker, admitted));
+                result
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("a scoring task failed: {e}")))?
+        };
+        self.with_deadline(deadline, job).await
+    }
+
+    /// `fut`, or 503 `deadline_exceeded` once the deadline passes.
+    pub(crate) async fn with_deadline<T>(
+        &self,
+        deadline: Deadline,
+        fut: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout_at(deadline.at, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(self.deadline_exceeded()),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::*;
 
 /// 30 users (ids 1..=30) with 60 behaviors each over items `cat*100 + k`,
 /// ingested from a taobao-format log (so behavior type names are known).
-fn build_index(path: &std::path::Path) {
+pub(crate) fn build_index(path: &std::path::Path) {
     use std::io::Write;
     let index = BehaviorIndex::create(path, &DatasetMapping::preset("taobao").unwrap()).unwrap();
     let csv = path.with_extension("csv");
@@ -36,7 +36,7 @@ fn build_index(path: &std::path::Path) {
 
 /// An untrained DIN (the API does not care about accuracy) recording the
 /// given dataset mapping.
-fn save_model(dir: &std::path::Path, mapping: &str, n: usize) {
+pub(crate) fn save_model(dir: &std::path::Path, mapping: &str, n: usize) {
     let mut model = TrainedModel::init(
         ModelConfig::new(ModelKind::Din),
         FeatureVocab::build(&[]),
@@ -55,13 +55,13 @@ fn save_model(dir: &std::path::Path, mapping: &str, n: usize) {
     model.save(dir).unwrap();
 }
 
-struct App {
-    dir: tempfile::TempDir,
-    state: Arc<AppState>,
+pub(crate) struct App {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) state: Arc<AppState>,
 }
 
 impl App {
-    fn new(tweak: impl FnOnce(&mut ServerConfig)) -> App {
+    pub(crate) fn new(tweak: impl FnOnce(&mut ServerConfig)) -> App {
         let dir = tempfile::tempdir().unwrap();
         build_index(&dir.path().join("index"));
         save_model(&dir.path().join("model"), "taobao", 10);
@@ -77,7 +77,10 @@ impl App {
         App { dir, state }
     }
 
-    async fn call(&self, req: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
+    pub(crate) async fn call(
+        &self,
+        req: Request<Body>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
         let resp = router(self.state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -87,13 +90,13 @@ impl App {
         (status, body, headers)
     }
 
-    async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
         let req = Request::post(path).body(body.into()).unwrap();
         let (s, b, _) = self.call(req).await;
         (s, b)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let (s, b, _) = self
             .call(Request::get(path).body(Body::empty()).unwrap())
             .await;
@@ -101,7 +104,7 @@ impl App {
     }
 }
 
-fn code(body: &Value) -> &str {
+pub(crate) fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
@@ -180,7 +183,7 @@ async fn every_client_mistake_gets_a_precise_4xx() {
         ("missing field", json!({"candidates": [{"item_id": 1}]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         ("negative id", json!({"user_id": -1, "candidates": [{"item_id": 1}]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         ("id beyond u64", "{\"user_id\": 18446744073709551616, \"candidates\": [{\"item_id\": 1}]}".into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ("user id beyond the index", json!({"user_id": 1u64 << 41, "candidates": [{"item_id": 1}]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "user_id_out_of_range"),
+        ("user id beyond the index", json!({"user_id": 1u64 << 41, "candidates": [{"item_id": 1}]}).to_string(), StatusCode::BAD_REQUEST, "invalid_user_id"),
         ("negative item id", json!({"user_id": 1, "candidates": [{"item_id": -5}]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         ("empty candidates", json!({"user_id": 1, "candidates": []}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "empty_candidates"),
         ("too many candidates", json!({"user_id": 1, "candidates": [{"item_id": 1}, {"item_id": 2}, {"item_id": 3}, {"item_id": 4}]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "too_many_candidates"),
@@ -209,11 +212,6 @@ async fn every_client_mistake_gets_a_precise_4xx() {
             "invalid_request",
         ),
         (
-            "user out of range",
-            json!({"behaviors": [{"user_id": 1u64 << 41, "item_id": 1}]}),
-            "user_id_out_of_range",
-        ),
-        (
             "unknown type name",
             json!({"behaviors": [{"user_id": 1, "item_id": 1, "behavior_type": "like"}]}),
             "unknown_name",
@@ -222,6 +220,22 @@ async fn every_client_mistake_gets_a_precise_4xx() {
             "type id out of range",
             json!({"behaviors": [{"user_id": 1, "item_id": 1, "behavior_type": 300}]}),
             "unknown_name",
+        ),
+    ];
+    for (what, body, want) in cases {
+        let (s, r) = app.post("/v1/behaviors", body.to_string()).await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::UNPROCESSABLE_ENTITY, want),
+            "{what}: {r}"
+        );
+    }
+    // Values beyond `hindsight_core::limits`: 400 with the limit's code.
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "user out of range",
+            json!({"behaviors": [{"user_id": 1u64 << 41, "item_id": 1}]}),
+            "invalid_user_id",
         ),
         (
             "negative timestamp",
@@ -233,7 +247,7 @@ async fn every_client_mistake_gets_a_precise_4xx() {
         let (s, r) = app.post("/v1/behaviors", body.to_string()).await;
         assert_eq!(
             (s, code(&r)),
-            (StatusCode::UNPROCESSABLE_ENTITY, want),
+            (StatusCode::BAD_REQUEST, want),
             "{what}: {r}"
         );
     }
@@ -608,4 +622,293 @@ fn a_second_server_on_the_same_index_is_refused() {
         .expect("the index is locked")
         .to_string();
     assert!(err.contains("another process is writing"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_checked_with_the_shared_wording_and_the_json_path() {
+    let app = App::new(|_| {});
+    let many: Vec<u64> = (0..70_000).collect();
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "i64::MAX timestamp on an append",
+            json!({"behaviors": [{"user_id": 1, "item_id": 1, "timestamp": 5}, {"user_id": 1, "item_id": 2, "timestamp": i64::MAX}]}),
+            "invalid_timestamp",
+            "behaviors[1].timestamp: ",
+        ),
+        (
+            "70,000 categories on one behavior",
+            json!({"behaviors": [{"user_id": 1, "item_id": 1, "categories": many}]}),
+            "too_many_categories",
+            "behaviors[0].categories: ",
+        ),
+        (
+            "too many tags",
+            json!({"behaviors": [{"user_id": 1, "item_id": 1, "tags": (0..2000).collect::<Vec<u64>>()}]}),
+            "too_many_tags",
+            "behaviors[0].tags: ",
+        ),
+    ];
+    for (what, body, want, prefix) in cases {
+        let (s, r) = app.post("/v1/behaviors", body.to_string()).await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::BAD_REQUEST, want),
+            "{what}: {r}"
+        );
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(prefix), "{what}: {message}");
+    }
+    // The message is the core limits' wording.
+    let (_, r) = app
+        .post(
+            "/v1/behaviors",
+            json!({"behaviors": [{"user_id": 1, "item_id": 1, "timestamp": i64::MAX}]}).to_string(),
+        )
+        .await;
+    let want = hindsight_core::limits::LimitViolation::Timestamp(i64::MAX).to_string();
+    assert_eq!(
+        r["error"]["message"],
+        format!("behaviors[0].timestamp: {want}")
+    );
+    // Nothing of a refused request was stored.
+    let (_, r) = app.get("/v1/users/1/behaviors?limit=1").await;
+    assert_eq!(r["history_len"], 60);
+
+    let score: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "70,000 categories on a candidate",
+            json!({"user_id": 1, "candidates": [{"item_id": 1}, {"item_id": 2, "categories": many}]}),
+            "too_many_categories",
+            "candidates[1].categories: ",
+        ),
+        (
+            "i64::MAX timestamp",
+            json!({"user_id": 1, "candidates": [{"item_id": 1}], "timestamp": i64::MAX}),
+            "invalid_timestamp",
+            "timestamp: ",
+        ),
+        (
+            "negative as-of timestamp",
+            json!({"user_id": 1, "candidates": [{"item_id": 1}], "as_of": {"timestamp": -1}}),
+            "invalid_timestamp",
+            "as_of.timestamp: ",
+        ),
+        (
+            "user id beyond the index",
+            json!({"user_id": hindsight_core::limits::MAX_USER_ID + 1, "candidates": [{"item_id": 1}]}),
+            "invalid_user_id",
+            "user_id: ",
+        ),
+    ];
+    for (what, body, want, prefix) in score {
+        let (s, r) = app.post("/v1/score", body.to_string()).await;
+        assert_eq!(
+            (s, code(&r)),
+            (StatusCode::BAD_REQUEST, want),
+            "{what}: {r}"
+        );
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(prefix), "{what}: {message}");
+    }
+    // The bounds themselves are accepted.
+    let (s, r) = app
+        .post(
+            "/v1/behaviors",
+            json!({"behaviors": [{"user_id": hindsight_core::limits::MAX_USER_ID, "item_id": 1,
+                "timestamp": hindsight_core::limits::MAX_TIMESTAMP,
+                "categories": (0..256).collect::<Vec<u64>>()}]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!((s, r["added"].as_u64()), (StatusCode::OK, Some(1)), "{r}");
+    // An unknown name on a candidate names the candidate.
+    let (s, r) = app
+        .post(
+            "/v1/score",
+            json!({"user_id": 1, "candidates": [{"item_id": 1}, {"item_id": 1, "category_id": "shoes"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_name")
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("candidates[1]: "),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
+    let app = App::new(|c| c.token = Some(Secret::new("t0ken")));
+    let append = json!({"behaviors": [{"user_id": 1, "item_id": 1, "timestamp": 5}]}).to_string();
+    for (auth, want) in [
+        ("bearer t0ken", StatusCode::OK),
+        ("BEARER t0ken", StatusCode::OK),
+        ("Bearer   t0ken", StatusCode::OK),
+        ("bearer T0KEN", StatusCode::UNAUTHORIZED),
+        ("bearer", StatusCode::UNAUTHORIZED),
+        ("Basic t0ken", StatusCode::UNAUTHORIZED),
+        ("bearert0ken", StatusCode::UNAUTHORIZED),
+    ] {
+        let req = Request::post("/v1/behaviors")
+            .header("authorization", auth)
+            .body(Body::from(append.clone()))
+            .unwrap();
+        let (s, r, _) = app.call(req).await;
+        assert_eq!(s, want, "{auth:?}: {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_level_rejections_have_the_json_error_body() {
+    let app = App::new(|c| {
+        c.max_uri_bytes = 100;
+        c.max_header_bytes = 1000;
+    });
+    let long = format!("/v1/users/1/behaviors?limit=1&x={}", "a".repeat(200));
+    let (s, r) = app.get(&long).await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::URI_TOO_LONG, "uri_too_long"),
+        "{r}"
+    );
+    let mut req = Request::get("/healthz");
+    for i in 0..30 {
+        req = req.header(format!("x-h{i}"), "v".repeat(40));
+    }
+    let (s, r, h) = app.call(req.body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        (s, code(&r)),
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large"
+        ),
+        "{r}"
+    );
+    assert_eq!(h["connection"], "close");
+    let mut req = Request::get("/healthz");
+    for i in 0..101 {
+        req = req.header(format!("x{i}"), "v");
+    }
+    let (s, r, _) = app.call(req.body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "{r}");
+    // An axum path rejection (a user id that is not UTF-8) is JSON too.
+    let (s, r) = app.get("/v1/users/%FF/behaviors").await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_user_id"),
+        "{r}"
+    );
+    // A plain-text rejection from below the handlers gets the JSON body
+    // with its status and text.
+    let resp = (StatusCode::LENGTH_REQUIRED, "length needed").into_response();
+    let resp = crate::error::json_errors(resp).await;
+    assert_eq!(resp.status(), StatusCode::LENGTH_REQUIRED);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": {"code": "length_required", "message": "length needed"}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_writer_makes_the_server_not_ready_and_appends_503() {
+    let app = App::new(|_| {});
+    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
+    app.state.serving.load().appender.kill_for_test().await;
+    let (s, r) = app.get("/readyz").await;
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready")),
+        "{r}"
+    );
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("writer") && reason.contains("died"),
+        "{reason}"
+    );
+    let (s, r) = app
+        .post(
+            "/v1/behaviors",
+            json!({"behaviors": [{"user_id": 1, "item_id": 1, "timestamp": 5}]}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::SERVICE_UNAVAILABLE, "writer_failed"),
+        "{r}"
+    );
+    assert_eq!(r["error"]["message"], reason);
+    // Scoring and reads go on from the last snapshot.
+    let (s, _) = app
+        .post(
+            "/v1/score",
+            json!({"user_id": 1, "candidates": [{"item_id": 1}]}).to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Reloading onto another index starts a new writer: ready again.
+    let index2 = app.dir.path().join("index2");
+    build_index(&index2);
+    let (s, r) = app
+        .post("/v1/admin/reload", json!({"index": index2}).to_string())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_whose_weights_do_not_load_is_409_and_the_old_pair_serves() {
+    let app = App::new(|_| {});
+    let broken = app.dir.path().join("broken-model");
+    save_model(&broken, "taobao", 10);
+    std::fs::write(
+        broken.join("weights.safetensors"),
+        b"these are not weights at all",
+    )
+    .unwrap();
+    let (s, r) = app
+        .post("/v1/admin/reload", json!({"model": broken}).to_string())
+        .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::CONFLICT, "reload_refused"),
+        "{r}"
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still serving the previous model"),
+        "{r}"
+    );
+    let (s, r) = app.get("/readyz").await;
+    assert_eq!(
+        (s, r["serving"]["generation"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (s, r) = app
+        .post(
+            "/v1/score",
+            json!({"user_id": 1, "candidates": [{"item_id": 1}]}).to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // An index folder that does not open: 409 as well.
+    let (s, r) = app
+        .post(
+            "/v1/admin/reload",
+            json!({"index": app.dir.path().join("no-index")}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::CONFLICT, "reload_refused"),
+        "{r}"
+    );
 }

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use hindsight_core::{AsOf, BehaviorFilter, ItemFeatures, Target};
+use anyhow::{Context, Result};
+use hindsight_core::{AsOf, BehaviorFilter};
+use hindsight_engine::{resolve_target, FeatureOverrides, IdOrName, TargetRequest};
 use hindsight_index::BehaviorIndex;
 use hindsight_logs::{Vocab, Vocabularies};
 use hindsight_retrieval::{Query, Retriever};
@@ -95,41 +96,25 @@ fn names(vocab: &Vocab, ids: &[u64]) -> Vec<String> {
         .collect()
 }
 
-fn resolve(vocab: &Vocab, raw: &[String], what: &str) -> Result<Vec<u64>> {
-    raw.iter()
-        .map(
-            |s| match vocab.get(s).or_else(|| vocab.get(&s.to_lowercase())) {
-                Some(id) => Ok(id),
-                None if vocab.is_empty() => s
-                    .parse::<u64>()
-                    .with_context(|| format!("{what} {s:?} is not a numeric id")),
-                None => bail!(
-                    "unknown {what} {s:?}; the index knows {} of them (see `hindsight index info`)",
-                    vocab.len()
-                ),
-            },
-        )
-        .collect()
-}
-
 pub fn run(a: Args) -> Result<()> {
     let (kind, n) = a.retrieval.parse()?;
     let index = BehaviorIndex::open(&a.index)?;
     let snap = index.snapshot();
     let vocabs: &Vocabularies = &snap.state().vocabs;
-    let mut features = if a.categories.is_empty() && a.tags.is_empty() {
-        snap.item_features(a.item)?.unwrap_or_default()
-    } else {
-        ItemFeatures {
-            categories: resolve(&vocabs.categories, &a.categories, "category")?,
-            tags: resolve(&vocabs.tags, &a.tags, "tag")?,
-        }
-    };
-    features.normalize();
-    let target = Target {
-        item_id: a.item,
-        features,
-    };
+    // The same resolution as the server's score route (names trimmed,
+    // then as given, then lowercased; numbers where the index has no names).
+    let names_of = |v: &[String]| v.iter().cloned().map(IdOrName::Name).collect();
+    let overrides = (!a.categories.is_empty() || !a.tags.is_empty()).then(|| FeatureOverrides {
+        categories: names_of(&a.categories),
+        tags: names_of(&a.tags),
+    });
+    let target = resolve_target(
+        &snap,
+        &TargetRequest {
+            item_id: a.item,
+            overrides,
+        },
+    )?;
     let filter = BehaviorFilter {
         behavior_types: a
             .types
