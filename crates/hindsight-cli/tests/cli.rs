@@ -220,6 +220,40 @@ fn bad_input_fails_with_messages_that_say_what_to_do() {
         "retrieve", "--index", idx, "--user", "424242", "--item", "2", "--json",
     ]));
     assert_eq!(v["behaviors"].as_array().unwrap().len(), 0);
+    // Target features resolve as the server resolves them: on taobao's
+    // numeric categories a name must be a number (trimmed).
+    let out = run(&[
+        "retrieve",
+        "--index",
+        idx,
+        "--user",
+        "1",
+        "--item",
+        "2",
+        "--category",
+        "shoes",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a numeric id"),
+        "{}",
+        stderr(&out)
+    );
+    let v = stdout_json(&run(&[
+        "retrieve",
+        "--index",
+        idx,
+        "--user",
+        "1",
+        "--item",
+        "2",
+        "--category",
+        " 7 ",
+        "--category",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(v["target"]["categories"], serde_json::json!([3, 7]));
     // Another schema version is refused with what to do.
     let manifest = Path::new(idx).join("hindsight.json");
     let text = std::fs::read_to_string(&manifest).unwrap();

@@ -251,14 +251,19 @@ pub struct Health {
 pub struct ServingInfo {
     /// Increases by one with every successful reload.
     pub generation: u64,
-    /// Model folder.
-    pub model: String,
+    /// Model folder (absent in a server built without the `model`
+    /// feature, which serves appends and reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Model kind.
-    pub model_kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_kind: Option<String>,
     /// Strategy the model was trained with.
-    pub strategy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     /// N the model was trained with.
-    pub n: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
     /// Index folder.
     pub index: String,
     /// Dataset mapping of the index.

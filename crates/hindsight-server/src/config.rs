@@ -88,9 +88,9 @@ pub struct ServerConfig {
     /// Once a request head has started arriving, all of it must arrive
     /// within this long, else the connection is closed.
     pub header_read_timeout_ms: u64,
-    /// A connection with no request being handled that receives nothing
-    /// for this long (a fresh one, or keep-alive between requests) is
-    /// closed.
+    /// A connection with no request being handled that receives and
+    /// sends nothing for this long (a fresh one, or keep-alive between
+    /// requests) is closed.
     pub idle_timeout_ms: u64,
     /// Open connections at most; one more is answered 503
     /// `too_many_connections` and closed. Keep it below the process's
@@ -385,7 +385,7 @@ impl ServerConfig {
         if self.index.as_os_str().is_empty() {
             return bad("no index given: pass --index PATH (or set index in the config file, or HINDSIGHT_INDEX)".into());
         }
-        if self.model.as_os_str().is_empty() {
+        if cfg!(feature = "model") && self.model.as_os_str().is_empty() {
             return bad("no model given: pass --model PATH (or set model in the config file, or HINDSIGHT_MODEL)".into());
         }
         if !["auto", "cpu", "cuda"].contains(&self.device.as_str()) {

@@ -92,6 +92,29 @@ impl Activity {
         }
     }
 
+    /// Bytes were sent: a response still being written is not idle.
+    fn on_write(&self) {
+        if !self.is_busy() {
+            self.idle_since.store(self.now_ms(), Ordering::SeqCst);
+        }
+    }
+
+    /// Which timeout has passed, if one has: `header` once a head has
+    /// started and not completed in time, `idle` when nothing has come or
+    /// gone for the idle timeout; never while a request is handled.
+    fn expired(&self, limits: &Limits) -> Option<&'static str> {
+        if self.is_busy() {
+            return None;
+        }
+        let now = Instant::now();
+        let head = self.head_started.load(Ordering::SeqCst);
+        if head != NONE {
+            return (now >= self.at(head) + limits.header).then_some("header");
+        }
+        let idle = self.at(self.idle_since.load(Ordering::SeqCst)) + limits.idle;
+        (now >= idle).then_some("idle")
+    }
+
     /// A request reached the application (its head is complete).
     fn start_request(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::SeqCst);
@@ -143,7 +166,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -159,7 +186,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -309,14 +340,13 @@ async fn connection(
         let wake = if activity.is_busy() {
             None
         } else if head != NONE {
-            Some((activity.at(head) + limits.header, "header"))
+            Some(activity.at(head) + limits.header)
         } else {
-            let idle = activity.at(activity.idle_since.load(Ordering::SeqCst)) + limits.idle;
-            Some((idle, "idle"))
+            Some(activity.at(activity.idle_since.load(Ordering::SeqCst)) + limits.idle)
         };
         let sleep = async {
             match wake {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
@@ -329,11 +359,9 @@ async fn connection(
             }
             _ = activity.changed.notified() => {}
             _ = sleep => {
-                let (_, kind) = wake.expect("slept on a deadline");
-                // Re-check: the state may have changed at the same moment.
-                let still = !activity.is_busy()
-                    && activity.head_started.load(Ordering::SeqCst) == head;
-                if still {
+                // Re-check against the current state: it may have changed
+                // at the same moment (a write moves the idle deadline).
+                if let Some(kind) = activity.expired(&limits) {
                     metrics.connection_timeouts.with_label_values(&[kind]).inc();
                     tracing::debug!(kind, "closing a connection on timeout");
                     return;

@@ -114,7 +114,7 @@ async fn a_half_sent_head_is_closed_after_the_header_timeout() {
     })
     .await;
     let mut s = srv.connect().await;
-    s.write_all(b"POST /v1/score HTTP/1.1\r\nhost: t\r\ncontent-le")
+    s.write_all(b"POST /v1/behaviors HTTP/1.1\r\nhost: t\r\ncontent-le")
         .await
         .unwrap();
     assert!(
@@ -136,7 +136,7 @@ async fn a_trickled_body_gets_408_and_the_connection_closes() {
     })
     .await;
     let mut s = srv.connect().await;
-    s.write_all(b"POST /v1/score HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{")
+    s.write_all(b"POST /v1/behaviors HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{")
         .await
         .unwrap();
     // One byte a second, for longer than the body timeout.
@@ -296,12 +296,20 @@ async fn scoring_goes_on_while_a_thousand_silent_connections_are_open() {
     while srv.metric("hindsight_open_connections") < 1000.0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let body = json!({"user_id": 5, "candidates": [{"item_id": 101}, {"item_id": 3}]}).to_string();
-    for _ in 0..5 {
-        let (status, r) = srv.request("POST", "/v1/score", &body).await;
-        assert_eq!(status, 200, "{r}");
-        assert_eq!(r["scores"].as_array().map(Vec::len), Some(2));
+    #[cfg(feature = "model")]
+    {
+        let body =
+            json!({"user_id": 5, "candidates": [{"item_id": 101}, {"item_id": 3}]}).to_string();
+        for _ in 0..5 {
+            let (status, r) = srv.request("POST", "/v1/score", &body).await;
+            assert_eq!(status, 200, "{r}");
+            assert_eq!(r["scores"].as_array().map(Vec::len), Some(2));
+        }
     }
+    let (status, r) = srv
+        .request("GET", "/v1/users/5/behaviors?limit=3", "")
+        .await;
+    assert_eq!((status, r["history_len"].as_u64()), (200, Some(60)), "{r}");
     assert_eq!(srv.request("GET", "/healthz", "").await.0, 200);
     assert_eq!(srv.metric("hindsight_connections_refused_total"), 0.0);
     drop(held);
@@ -317,7 +325,7 @@ async fn shutdown_does_not_wait_on_silent_or_half_sent_connections() {
     .await;
     let silent = srv.connect().await;
     let mut half = srv.connect().await;
-    half.write_all(b"POST /v1/score HTTP/1.1\r\nhost: t\r\n")
+    half.write_all(b"POST /v1/behaviors HTTP/1.1\r\nhost: t\r\n")
         .await
         .unwrap();
     while srv.metric("hindsight_open_connections") < 2.0 {
@@ -341,10 +349,10 @@ async fn shutdown_answers_a_request_in_flight_before_closing() {
     })
     .await;
     // A request whose body is still on its way when the shutdown starts.
-    let body = json!({"user_id": 5, "candidates": [{"item_id": 101}]}).to_string();
+    let body = json!({"behaviors": [{"user_id": 5, "item_id": 101, "timestamp": 7}]}).to_string();
     let mut s = srv.connect().await;
     let head = format!(
-        "POST /v1/score HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\n\r\n",
+        "POST /v1/behaviors HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();

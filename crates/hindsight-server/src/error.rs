@@ -19,6 +19,7 @@ pub enum ServerError {
     #[error(transparent)]
     Engine(#[from] hindsight_engine::EngineError),
     /// The model could not be loaded.
+    #[cfg(feature = "model")]
     #[error(transparent)]
     Model(#[from] hindsight_model::ModelError),
     /// A socket or file failed.

@@ -49,7 +49,7 @@ pub use config::{Secret, ServerConfig};
 pub use error::{ApiError, ServerError};
 pub use state::{AppState, Deadline, Serving};
 
-/// The OpenAPI document.
+/// The OpenAPI document of the routes every build has (see [`openapi`]).
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -57,7 +57,6 @@ pub use state::{AppState, Deadline, Serving};
         description = "CTR scoring with lifelong user behavior retrieval."
     ),
     paths(
-        handlers::score::score,
         handlers::behaviors::append,
         handlers::behaviors::user_behaviors,
         handlers::admin::reload,
@@ -69,6 +68,23 @@ pub use state::{AppState, Deadline, Serving};
     components(schemas(error::ErrorBody, error::ErrorDetail))
 )]
 pub struct ApiDoc;
+
+/// The scoring route's part of the document (builds with the `model`
+/// feature).
+#[cfg(feature = "model")]
+#[derive(OpenApi)]
+#[openapi(paths(handlers::score::score))]
+struct ScoreApiDoc;
+
+/// The OpenAPI document of this build: [`ApiDoc`], plus `POST /v1/score`
+/// with the `model` feature.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[allow(unused_mut)]
+    let mut doc = ApiDoc::openapi();
+    #[cfg(feature = "model")]
+    doc.merge(ScoreApiDoc::openapi());
+    doc
+}
 
 /// Which endpoints a token guards.
 #[derive(Clone, Copy)]
@@ -195,8 +211,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             (state.clone(), Access::Write),
             authorize,
         ));
-    let reads = Router::new()
-        .route("/v1/score", post(handlers::score::score))
+    let reads = Router::new();
+    #[cfg(feature = "model")]
+    let reads = reads.route("/v1/score", post(handlers::score::score));
+    let reads = reads
         .route(
             "/v1/users/{id}/behaviors",
             get(handlers::behaviors::user_behaviors),

@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+#[cfg(feature = "model")]
 use hindsight_engine::Scorer;
 use hindsight_index::BehaviorIndex;
+#[cfg(feature = "model")]
 use hindsight_model::Device;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -24,15 +26,18 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::ServerError;
 
-/// A model and the index it scores from, with the index's writer.
+/// A model and the index it scores from, with the index's writer (the
+/// index alone in a build without the `model` feature).
 pub struct Serving {
     /// Increases by one with each reload.
     pub generation: u64,
     /// The model folder.
+    #[cfg(feature = "model")]
     pub model_path: PathBuf,
     /// The index.
     pub index: Arc<BehaviorIndex>,
     /// The model and its retrieval settings.
+    #[cfg(feature = "model")]
     pub scorer: Scorer,
     /// The index's writer.
     pub appender: Arc<Appender>,
@@ -41,17 +46,26 @@ pub struct Serving {
 impl Serving {
     /// What is served, for readyz and reload answers.
     pub fn info(&self) -> ServingInfo {
-        let s = self.scorer.settings();
-        ServingInfo {
+        #[allow(unused_mut)]
+        let mut info = ServingInfo {
             generation: self.generation,
-            model: self.model_path.display().to_string(),
-            model_kind: self.scorer.model().config().kind.as_str().to_owned(),
-            strategy: s.strategy.as_str().to_owned(),
-            n: s.n,
+            model: None,
+            model_kind: None,
+            strategy: None,
+            n: None,
             index: self.index.path().display().to_string(),
             dataset: self.index.manifest().mapping_name.clone(),
             index_behaviors: self.index.snapshot().num_behaviors(),
+        };
+        #[cfg(feature = "model")]
+        {
+            let s = self.scorer.settings();
+            info.model = Some(self.model_path.display().to_string());
+            info.model_kind = Some(self.scorer.model().config().kind.as_str().to_owned());
+            info.strategy = Some(s.strategy.as_str().to_owned());
+            info.n = Some(s.n);
         }
+        info
     }
 }
 
@@ -74,6 +88,7 @@ pub struct AppState {
     generation: AtomicU64,
 }
 
+#[cfg(feature = "model")]
 fn device(cfg: &ServerConfig) -> Result<Device, ServerError> {
     cfg.device
         .parse()
@@ -85,9 +100,11 @@ impl AppState {
     /// that the two belong together. Blocking.
     pub fn open(config: ServerConfig) -> Result<Arc<AppState>, ServerError> {
         config.validate()?;
+        #[cfg(feature = "model")]
         hindsight_model::set_cpu_threads(config.torch_threads);
         let metrics = Metrics::new();
         let index = Arc::new(BehaviorIndex::open(&config.index)?);
+        #[cfg(feature = "model")]
         let scorer = Scorer::load(&config.model, device(&config)?, &index, config.workers)?;
         let appender = Arc::new(Appender::start(
             index.clone(),
@@ -96,8 +113,10 @@ impl AppState {
         )?);
         let serving = Serving {
             generation: 1,
+            #[cfg(feature = "model")]
             model_path: config.model.clone(),
             index,
+            #[cfg(feature = "model")]
             scorer,
             appender,
         };
@@ -137,7 +156,7 @@ impl AppState {
                     tokio::task::spawn_blocking(move || old.close());
                 }
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
-                tracing::info!(generation = info.generation, model = %info.model, index = %info.index, "reloaded");
+                tracing::info!(generation = info.generation, model = ?info.model, index = %info.index, "reloaded");
                 Ok(info)
             }
             Err(e) => {
@@ -154,7 +173,15 @@ impl AppState {
         index: Option<PathBuf>,
     ) -> Result<(Serving, Option<Arc<Appender>>), ServerError> {
         let current = self.serving.load_full();
+        #[cfg(feature = "model")]
         let model_path = model.unwrap_or_else(|| current.model_path.clone());
+        #[cfg(not(feature = "model"))]
+        if let Some(model) = model {
+            return Err(ServerError::Config(format!(
+                "this build of the server has no model support, so it cannot load {}; rebuild with the `model` feature",
+                model.display()
+            )));
+        }
         let same_index = index
             .as_deref()
             .is_none_or(|p| same_path(p, current.index.path()));
@@ -164,6 +191,7 @@ impl AppState {
         };
         // The model is checked against the index before the index's writer
         // lock is taken.
+        #[cfg(feature = "model")]
         let scorer = Scorer::load(
             &model_path,
             device(&self.config)?,
@@ -184,8 +212,10 @@ impl AppState {
         Ok((
             Serving {
                 generation,
+                #[cfg(feature = "model")]
                 model_path,
                 index,
+                #[cfg(feature = "model")]
                 scorer,
                 appender,
             },

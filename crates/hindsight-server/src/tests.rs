@@ -3,10 +3,13 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+#[cfg(feature = "model")]
 use hindsight_engine::RetrievalSettings;
 use hindsight_index::BehaviorIndex;
 use hindsight_logs::DatasetMapping;
+#[cfg(feature = "model")]
 use hindsight_model::{Device, FeatureVocab, ModelConfig, ModelKind, TrainedModel};
+#[cfg(feature = "model")]
 use hindsight_retrieval::StrategyKind;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -36,6 +39,7 @@ pub(crate) fn build_index(path: &std::path::Path) {
 
 /// An untrained DIN (the API does not care about accuracy) recording the
 /// given dataset mapping.
+#[cfg(feature = "model")]
 pub(crate) fn save_model(dir: &std::path::Path, mapping: &str, n: usize) {
     let mut model = TrainedModel::init(
         ModelConfig::new(ModelKind::Din),
@@ -64,6 +68,7 @@ impl App {
     pub(crate) fn new(tweak: impl FnOnce(&mut ServerConfig)) -> App {
         let dir = tempfile::tempdir().unwrap();
         build_index(&dir.path().join("index"));
+        #[cfg(feature = "model")]
         save_model(&dir.path().join("model"), "taobao", 10);
         let mut cfg = ServerConfig {
             index: dir.path().join("index"),
@@ -108,6 +113,7 @@ pub(crate) fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scores_in_candidate_order_with_explain() {
     let app = App::new(|_| {});
@@ -169,6 +175,7 @@ async fn scores_in_candidate_order_with_explain() {
     assert_eq!(r["history_len"], 0);
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_mistake_gets_a_precise_4xx() {
     let app = App::new(|c| c.max_candidates = 3);
@@ -291,6 +298,7 @@ async fn every_client_mistake_gets_a_precise_4xx() {
     );
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appended_behaviors_are_listed_and_retrieved_at_once() {
     let app = App::new(|_| {});
@@ -356,6 +364,7 @@ async fn appended_behaviors_are_listed_and_retrieved_at_once() {
     assert!(text.contains("hindsight_commit_seconds_count 2"));
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_guards_writes_and_optionally_reads() {
     let app = App::new(|c| c.token = Some(Secret::new("t0ken")));
@@ -411,6 +420,7 @@ async fn token_guards_writes_and_optionally_reads() {
     assert_eq!(app.get("/metrics").await.0, StatusCode::OK);
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturation_sheds_with_retry_after_and_deadlines_hold() {
     let app = App::new(|c| {
@@ -471,6 +481,7 @@ async fn saturation_sheds_with_retry_after_and_deadlines_hold() {
     );
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_swaps_a_fitting_model_and_refuses_the_rest() {
     let app = App::new(|_| {});
@@ -581,6 +592,7 @@ async fn reload_swaps_a_fitting_model_and_refuses_the_rest() {
     assert!(appended, "the old index's writer lock was not released");
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_openapi() {
     let app = App::new(|_| {});
@@ -624,6 +636,7 @@ fn a_second_server_on_the_same_index_is_refused() {
     assert!(err.contains("another process is writing"), "{err}");
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_checked_with_the_shared_wording_and_the_json_path() {
     let app = App::new(|_| {});
@@ -845,13 +858,18 @@ async fn a_dead_writer_makes_the_server_not_ready_and_appends_503() {
     );
     assert_eq!(r["error"]["message"], reason);
     // Scoring and reads go on from the last snapshot.
-    let (s, _) = app
-        .post(
-            "/v1/score",
-            json!({"user_id": 1, "candidates": [{"item_id": 1}]}).to_string(),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    #[cfg(feature = "model")]
+    {
+        let (s, _) = app
+            .post(
+                "/v1/score",
+                json!({"user_id": 1, "candidates": [{"item_id": 1}]}).to_string(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, r) = app.get("/v1/users/1/behaviors?limit=1").await;
+    assert_eq!((s, r["history_len"].as_u64()), (StatusCode::OK, Some(60)));
     // Reloading onto another index starts a new writer: ready again.
     let index2 = app.dir.path().join("index2");
     build_index(&index2);
@@ -862,6 +880,7 @@ async fn a_dead_writer_makes_the_server_not_ready_and_appends_503() {
     assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
 }
 
+#[cfg(feature = "model")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_whose_weights_do_not_load_is_409_and_the_old_pair_serves() {
     let app = App::new(|_| {});
@@ -911,4 +930,46 @@ async fn a_reload_whose_weights_do_not_load_is_409_and_the_old_pair_serves() {
         (StatusCode::CONFLICT, "reload_refused"),
         "{r}"
     );
+}
+
+#[cfg(not(feature = "model"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_model_feature_appends_and_reads_are_served_and_score_is_not() {
+    let app = App::new(|_| {});
+    let (s, r) = app
+        .post(
+            "/v1/behaviors",
+            json!({"behaviors": [{"user_id": 5, "item_id": 4242, "category_id": 3, "timestamp": 9000}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!((s, r["added"].as_u64()), (StatusCode::OK, Some(1)), "{r}");
+    let (s, r) = app.get("/v1/users/5/behaviors?limit=1").await;
+    assert_eq!(
+        (s, r["behaviors"][0]["item_id"].as_u64()),
+        (StatusCode::OK, Some(4242))
+    );
+    let (s, r) = app.get("/readyz").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(
+        r["serving"]["model"].is_null() && r["serving"]["index_behaviors"] == 1801,
+        "{r}"
+    );
+    let (s, r) = app
+        .post(
+            "/v1/score",
+            json!({"user_id": 5, "candidates": [{"item_id": 1}]}).to_string(),
+        )
+        .await;
+    assert_eq!((s, code(&r)), (StatusCode::NOT_FOUND, "not_found"));
+    let (s, r) = app
+        .post("/v1/admin/reload", json!({"model": "m"}).to_string())
+        .await;
+    assert_eq!(
+        (s, code(&r)),
+        (StatusCode::CONFLICT, "reload_refused"),
+        "{r}"
+    );
+    let (_, doc) = app.get("/openapi.json").await;
+    assert!(doc["paths"]["/v1/score"].is_null() && doc["paths"]["/v1/behaviors"].is_object());
 }

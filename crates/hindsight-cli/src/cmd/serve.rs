@@ -94,12 +94,12 @@ pub fn run(a: Args) -> Result<()> {
             format!("cannot listen on {addr}; is another server running there? (--addr)")
         })?;
         let info = state.serving.load().info();
+        let model = match (&info.model, &info.model_kind, &info.strategy, info.n) {
+            (Some(m), Some(k), Some(s), Some(n)) => format!("{m} ({k} {s} N={n})"),
+            _ => "appends and reads (no model in this build)".to_owned(),
+        };
         eprintln!(
-            "hindsight: serving {} ({} {} N={}) on index {} ({} behaviors) at http://{}",
-            info.model,
-            info.model_kind,
-            info.strategy,
-            info.n,
+            "hindsight: serving {model} on index {} ({} behaviors) at http://{}",
             info.index,
             info.index_behaviors,
             listener.local_addr()?

@@ -73,10 +73,9 @@ pub async fn metrics(State(st): Shared) -> Response {
 /// The OpenAPI document of this API.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn openapi() -> Response {
-    use utoipa::OpenApi;
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::ApiDoc::openapi().to_json().unwrap_or_default(),
+        crate::openapi().to_json().unwrap_or_default(),
     )
         .into_response()
 }

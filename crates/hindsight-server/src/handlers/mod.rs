@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod behaviors;
 pub mod health;
+#[cfg(feature = "model")]
 pub mod score;
 
 use std::sync::Arc;
