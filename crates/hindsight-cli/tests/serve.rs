@@ -231,12 +231,20 @@ fn serve_score_append_sigkill_restart_keeps_every_acknowledged_behavior() {
     }
     assert_eq!(newest(&addr, 1, 1), vec![(999_000_001, ts)]);
 
-    // SIGTERM: a graceful exit that releases the index.
+    // SIGTERM: a graceful exit that releases the index, not held by a
+    // client that sends nothing or half a request head (the grace period
+    // is 30 s; the bound below is under it).
+    let silent = std::net::TcpStream::connect(&addr).unwrap();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(&mut half, b"POST /v1/score HTTP/1.1\r\nhost: t\r\n").unwrap();
+    // Accepted in order: once a later request is answered, both are open.
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
     let t0 = Instant::now();
     ok(Command::new("kill").args(["-TERM", &server.child.id().to_string()]));
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(t0.elapsed() < Duration::from_secs(20));
+    drop((silent, half));
     let server = serve(&index, &model);
     let (s, _) = http(&server.addr, "GET", "/healthz", None);
     assert_eq!(s, 200);

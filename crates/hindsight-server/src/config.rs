@@ -314,7 +314,13 @@ pub fn settings_help() -> String {
                     figment::value::Value::Bool(_, b) => b.to_string(),
                     _ => "(none)".into(),
                 };
-                out.push_str(&format!("  {key} = {shown}\n"));
+                let note = match *key {
+                    "workers" => "   (the number of cores)",
+                    "max_in_flight" => "   (4 x workers)",
+                    "token" => "   (no authentication)",
+                    _ => "",
+                };
+                out.push_str(&format!("  {key} = {shown}{note}\n"));
             }
             _ => out.push_str(&format!("  {key}\n")),
         }
