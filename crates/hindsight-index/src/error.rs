@@ -68,9 +68,9 @@ pub enum IndexError {
     /// Nothing since the last commit was kept; once space is freed, the
     /// writer works again (a live writer after
     /// [`LiveWriter::rollback`](crate::LiveWriter::rollback)).
-    #[error("the disk holding the index at {path} is full ({detail}); free space on it, then retry: nothing since the last commit was written")]
+    #[error("the disk holding {path} is full ({detail}); free space on it (for an ingest's spill files, or pass --tmp-dir on another disk), then retry: nothing since the last commit was written")]
     DiskFull {
-        /// The index folder.
+        /// The index folder, or the folder of an ingest's spill files.
         path: PathBuf,
         /// The underlying error.
         detail: String,
