@@ -114,7 +114,7 @@ fn resolve(vocab: &Vocab, raw: &[String], what: &str) -> Result<Vec<u64>> {
 
 pub fn run(a: Args) -> Result<()> {
     let (kind, n) = a.retrieval.parse()?;
-    let index = BehaviorIndex::open(&a.index)?;
+    let index = BehaviorIndex::open_read_only(&a.index)?;
     let snap = index.snapshot();
     let vocabs: &Vocabularies = &snap.state().vocabs;
     let mut features = if a.categories.is_empty() && a.tags.is_empty() {
