@@ -24,6 +24,10 @@ use tantivy::{Index, IndexMeta, SegmentReader, TantivyError};
 use crate::schema::names;
 use crate::{IndexError, Result};
 
+/// The shortest footer tantivy writes: its length and magic number (u32
+/// each) after the footer's own bytes.
+const FOOTER_MIN_LEN: u64 = 8;
+
 /// What identifies a file's contents cheaply: its length and modification time.
 type Stamp = (u64, Option<SystemTime>);
 
@@ -107,6 +111,17 @@ pub(crate) fn verify_checksums(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e.into()),
         };
+        // tantivy's footer reader panics on files of 4 to 7 bytes (it
+        // checks for 4, then reads 8): found by fuzzing.
+        if md.len() < FOOTER_MIN_LEN {
+            return Err(IndexError::Damaged {
+                path: abs,
+                detail: format!(
+                    "it is {} bytes long, shorter than tantivy's footer",
+                    md.len()
+                ),
+            });
+        }
         let stamp: Stamp = (md.len(), md.modified().ok());
         if !force && VERIFIED.lock().expect("verified set").get(&abs) == Some(&stamp) {
             report.files_cached += 1;
