@@ -62,7 +62,7 @@ pub enum IndexError {
     },
     /// A write was attempted on an index opened with
     /// [`BehaviorIndex::open_read_only`](crate::BehaviorIndex::open_read_only).
-    #[error("index at {0} is open read-only; open it for writing (not on a read-only mount, no --read-only) to add behaviors")]
+    #[error("index at {0} is open read-only; behaviors can only be added through a writable open of an index on a writable file system")]
     ReadOnly(PathBuf),
     /// The file system holding the index ran out of space while writing.
     /// Nothing since the last commit was kept; once space is freed, the

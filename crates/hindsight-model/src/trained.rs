@@ -350,22 +350,6 @@ impl TrainedModel {
             )));
         }
         cfg.model.validate()?;
-        match &cfg.weights_sha256 {
-            Some(expected) => {
-                let found = sha256_file(&weights_path)?;
-                if !found.eq_ignore_ascii_case(expected) {
-                    return Err(ModelError::WeightsChecksum {
-                        path: weights_path,
-                        expected: expected.clone(),
-                        found,
-                    });
-                }
-            }
-            None => tracing::warn!(
-                "{} records no weights checksum (saved by an older build); its weights are loaded unverified, save the model again to add one",
-                config_path.display()
-            ),
-        }
         let device = device.resolve()?;
         let net = Net::new(&cfg.model, &cfg.vocab, device);
 
@@ -408,6 +392,24 @@ impl TrainedModel {
         }
         if let Some(extra) = tensors.keys().find(|k| !variables.contains_key(*k)) {
             return Err(mismatch(format!("unexpected tensor {extra}")));
+        }
+        // After the structural checks, so that an unreadable file or the
+        // weights of another model are reported as such.
+        match &cfg.weights_sha256 {
+            Some(expected) => {
+                let found = sha256_file(&weights_path)?;
+                if !found.eq_ignore_ascii_case(expected) {
+                    return Err(ModelError::WeightsChecksum {
+                        path: weights_path.clone(),
+                        expected: expected.clone(),
+                        found,
+                    });
+                }
+            }
+            None => tracing::warn!(
+                "{} records no weights checksum (saved by an older build); its weights are loaded unverified, save the model again to add one",
+                config_path.display()
+            ),
         }
         for (name, t) in &tensors {
             if !t.is_floating_point() {
