@@ -50,6 +50,31 @@ pub enum IndexError {
     /// contiguous within a segment) or a file of it cannot be parsed.
     #[error("index layout is corrupt: {0}; rebuild the index from the logs")]
     Corrupt(String),
+    /// A file of the index is damaged: its checksum does not match its
+    /// contents, or the segment list in `meta.json` disagrees with the
+    /// segment files, or tantivy failed while reading it.
+    #[error("index file {path} is damaged ({detail}); restore the index folder from a backup or rebuild it from the logs (hindsight ingest --index NEW_PATH ...)")]
+    Damaged {
+        /// The damaged file (or the index folder when no one file is to blame).
+        path: PathBuf,
+        /// What was found.
+        detail: String,
+    },
+    /// A write was attempted on an index opened with
+    /// [`BehaviorIndex::open_read_only`](crate::BehaviorIndex::open_read_only).
+    #[error("index at {0} is open read-only; behaviors can only be added through a writable open of an index on a writable file system")]
+    ReadOnly(PathBuf),
+    /// The file system holding the index ran out of space while writing.
+    /// Nothing since the last commit was kept; once space is freed, the
+    /// writer works again (a live writer after
+    /// [`LiveWriter::rollback`](crate::LiveWriter::rollback)).
+    #[error("the disk holding {path} is full ({detail}); free space on it (for an ingest's spill files, or pass --tmp-dir on another disk), then retry: nothing since the last commit was written")]
+    DiskFull {
+        /// The index folder, or the folder of an ingest's spill files.
+        path: PathBuf,
+        /// The underlying error.
+        detail: String,
+    },
     /// The caller gave something the index cannot hold (e.g. a user id
     /// out of range).
     #[error("{0}")]

@@ -14,6 +14,14 @@ use crate::schema::{build_schema, fields_of, names, Fields};
 use crate::snapshot::{SegmentView, Snapshot};
 use crate::{IndexError, Result};
 
+mod integrity;
+mod readonly;
+
+pub use integrity::VerifyReport;
+
+#[cfg(test)]
+mod tests;
+
 /// A behavior index on disk: a tantivy index sorted by (user, seq), its
 /// manifest, and the current read snapshot.
 ///
@@ -37,6 +45,7 @@ pub struct BehaviorIndex {
     reader: IndexReader,
     views: Mutex<HashMap<SegmentId, Arc<SegmentView>>>,
     current: RwLock<Arc<Snapshot>>,
+    read_only: bool,
 }
 
 impl BehaviorIndex {
@@ -77,14 +86,41 @@ impl BehaviorIndex {
         Self::open(path)
     }
 
-    /// Opens an existing index; refuses one of another schema version.
+    /// Opens an existing index for reading and writing; refuses one of
+    /// another schema version, and a damaged one (see
+    /// [`open_read_only`](Self::open_read_only) for the checks).
     pub fn open(path: impl AsRef<Path>) -> Result<BehaviorIndex> {
-        let path = path.as_ref();
+        Self::open_with(path.as_ref(), false)
+    }
+
+    /// Opens an existing index for reading only: no writer lock is taken
+    /// and nothing in the folder is written, so an index on a read-only
+    /// mount (a snapshot) opens. [`live_writer`](Self::live_writer),
+    /// [`append`](Self::append) and [`ingest`](crate::ingest()) refuse it
+    /// with [`IndexError::ReadOnly`].
+    ///
+    /// Both opens verify the index before reading it: the checksum of
+    /// every segment file not verified unchanged before by this process,
+    /// and each segment's document count in `meta.json` against its
+    /// columns. A damaged index is refused with [`IndexError::Damaged`]
+    /// naming the file; a panic inside tantivy is reported the same way.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<BehaviorIndex> {
+        Self::open_with(path.as_ref(), true)
+    }
+
+    fn open_with(path: &Path, read_only: bool) -> Result<BehaviorIndex> {
         if !path.is_dir() {
             return Err(IndexError::NotAnIndex(path.to_owned()));
         }
         let manifest = Manifest::load(path)?;
-        let index = Index::open_in_dir(path)?;
+        let index = integrity::guard(path, || {
+            let opened = if read_only {
+                readonly::ReadOnlyDirectory::open(path).and_then(Index::open)
+            } else {
+                Index::open_in_dir(path)
+            };
+            opened.map_err(|e| integrity::damaged_or(path, e))
+        })?;
         let fields = fields_of(&index.schema())?;
         let sorted = index
             .settings()
@@ -96,12 +132,20 @@ impl BehaviorIndex {
                 "the tantivy index is not sorted by (user, seq)".into(),
             ));
         }
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+        // Verify the files before tantivy's reader parses them.
+        let metas = index
+            .load_metas()
+            .map_err(|e| integrity::damaged_or(path, e))?;
+        integrity::verify_checksums(&index, path, &metas, false)?;
+        let reader = integrity::guard(path, || {
+            index
+                .reader_builder()
+                .reload_policy(ReloadPolicy::Manual)
+                .try_into()
+                .map_err(|e| integrity::damaged_or(path, e))
+        })?;
         let views = Mutex::new(HashMap::new());
-        let first = Self::build_snapshot(&index, &reader, &fields, &views)?;
+        let first = Self::build_snapshot(path, &index, &reader, &fields, &views)?;
         Ok(BehaviorIndex {
             path: path.to_owned(),
             index,
@@ -110,7 +154,26 @@ impl BehaviorIndex {
             reader,
             views,
             current: RwLock::new(Arc::new(first)),
+            read_only,
         })
+    }
+
+    /// Whether the index was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Verifies the checksum of every file of the current commit's
+    /// segments, also those this process verified before (opening and
+    /// refreshing skip those): what a periodic scrub or an operator's
+    /// check runs. Fails with [`IndexError::Damaged`] at the first
+    /// mismatch.
+    pub fn verify_all(&self) -> Result<VerifyReport> {
+        let metas = self
+            .index
+            .load_metas()
+            .map_err(|e| integrity::damaged_or(&self.path, e))?;
+        integrity::verify_checksums(&self.index, &self.path, &metas, true)
     }
 
     /// Opens the index at `path`, or creates it if the folder holds none.
@@ -167,9 +230,23 @@ impl BehaviorIndex {
     }
 
     /// Loads the latest commit into a new current snapshot and returns it.
+    ///
+    /// New segments are verified as at open; a damaged one fails the
+    /// refresh with [`IndexError::Damaged`] and the current snapshot stays.
     pub fn refresh(&self) -> Result<Arc<Snapshot>> {
-        self.reader.reload()?;
+        let path = &self.path;
+        let metas = self
+            .index
+            .load_metas()
+            .map_err(|e| integrity::damaged_or(path, e))?;
+        integrity::verify_checksums(&self.index, path, &metas, false)?;
+        integrity::guard(path, || {
+            self.reader
+                .reload()
+                .map_err(|e| integrity::damaged_or(path, e))
+        })?;
         let snap = Arc::new(Self::build_snapshot(
+            path,
             &self.index,
             &self.reader,
             &self.fields,
@@ -180,6 +257,7 @@ impl BehaviorIndex {
     }
 
     fn build_snapshot(
+        path: &Path,
         index: &Index,
         reader: &IndexReader,
         fields: &Fields,
@@ -190,7 +268,9 @@ impl BehaviorIndex {
         // between; then take the newer one).
         for _ in 0..8 {
             let searcher = reader.searcher();
-            let metas = index.load_metas()?;
+            let metas = index
+                .load_metas()
+                .map_err(|e| integrity::damaged_or(path, e))?;
             let mut seg_ids: Vec<SegmentId> = searcher
                 .segment_readers()
                 .iter()
@@ -200,16 +280,26 @@ impl BehaviorIndex {
             seg_ids.sort();
             meta_ids.sort();
             if seg_ids != meta_ids {
-                reader.reload()?;
+                integrity::verify_checksums(index, path, &metas, false)?;
+                integrity::guard(path, || {
+                    reader.reload().map_err(|e| integrity::damaged_or(path, e))
+                })?;
                 continue;
             }
+            // The searcher may hold a newer commit than the one verified
+            // before its reload: verify what it holds (files already
+            // verified cost one stat each).
+            integrity::verify_checksums(index, path, &metas, false)?;
             let state = IndexState::from_payload(metas.payload.as_deref())?;
             let mut cache = views.lock().expect("segment cache poisoned");
             let mut segments = Vec::with_capacity(seg_ids.len());
             for r in searcher.segment_readers() {
                 let view = match cache.get(&r.segment_id()) {
                     Some(v) => v.clone(),
-                    None => Arc::new(SegmentView::open(r, fields)?),
+                    None => integrity::guard(path, || {
+                        integrity::check_segment(r, path)?;
+                        Ok(Arc::new(SegmentView::open(r, fields)?))
+                    })?,
                 };
                 segments.push(view);
             }

@@ -198,8 +198,22 @@ impl SortBuffer {
         self.arena.clear();
     }
 
-    /// Writes the (sorted) buffer as a run file.
+    /// Writes the (sorted) buffer as a run file; a full disk is reported
+    /// as [`IndexError::DiskFull`] naming the spill folder.
     fn spill(&self, dir: &tempfile::TempDir, n: usize) -> Result<PathBuf> {
+        self.write_run(dir, n).map_err(|e| {
+            if crate::writer::is_disk_full(&e) {
+                IndexError::DiskFull {
+                    path: dir.path().to_owned(),
+                    detail: e.to_string(),
+                }
+            } else {
+                IndexError::OtherIo(e)
+            }
+        })
+    }
+
+    fn write_run(&self, dir: &tempfile::TempDir, n: usize) -> std::io::Result<PathBuf> {
         let path = dir.path().join(format!("run-{n:05}.bin"));
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
         for r in &self.recs {
@@ -218,6 +232,56 @@ impl SortBuffer {
         w.flush()?;
         Ok(path)
     }
+}
+
+/// The name prefix of the spill folders of ingests into the index at
+/// `index`: `hindsight-ingest-` and a hash of its canonical path. Only an
+/// ingest holding that index's writer lock creates or removes them.
+fn spill_prefix(index: &Path) -> String {
+    let canonical = index.canonicalize().unwrap_or_else(|_| index.to_owned());
+    // FNV-1a: stable across builds and runs, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.as_os_str().as_encoded_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("hindsight-ingest-{h:016x}-")
+}
+
+/// Removes the spill folders that an ingest into the same index left in
+/// `parent` when it was killed (a run that ends, even with an error,
+/// removes its own). The caller holds the index's writer lock, so none of
+/// them belongs to a running ingest. Returns (folders, bytes) removed.
+pub(crate) fn remove_stale_spills(parent: &Path, prefix: &str) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return (0, 0);
+    };
+    let (mut folders, mut bytes) = (0u64, 0u64);
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let path = entry.path();
+        let size: u64 = std::fs::read_dir(&path)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|f| f.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                folders += 1;
+                bytes += size;
+            }
+            Err(e) => tracing::warn!(
+                "cannot remove the stale spill folder {}: {e}",
+                path.display()
+            ),
+        }
+    }
+    (folders, bytes)
 }
 
 /// A sorted record with owned features, as the merge yields them.
@@ -281,6 +345,16 @@ pub fn ingest(
     // be those of the last commit.
     let mut writer = Writer::new(index, opts.writer_memory)?;
     let mut vocabs = writer.state.vocabs.clone();
+    let spill_parent = opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let prefix = spill_prefix(index.path());
+    let (stale, stale_bytes) = remove_stale_spills(&spill_parent, &prefix);
+    if stale > 0 {
+        tracing::warn!(
+            "removed {stale} spill folder(s) ({stale_bytes} bytes) left in {} by an interrupted ingest into {}",
+            spill_parent.display(),
+            index.path().display()
+        );
+    }
     let mut source = open_source(mapping, input, &mut vocabs)?;
     let source_name = input.display().to_string();
     let source_name = source_name.as_str();
@@ -321,14 +395,11 @@ pub fn ingest(
                     buf.sort();
                     let dir = match &mut spill_dir {
                         Some(d) => d,
-                        None => spill_dir.insert(match &opts.tmp_dir {
-                            Some(t) => tempfile::Builder::new()
-                                .prefix("hindsight-ingest")
-                                .tempdir_in(t)?,
-                            None => tempfile::Builder::new()
-                                .prefix("hindsight-ingest")
-                                .tempdir()?,
-                        }),
+                        None => spill_dir.insert(
+                            tempfile::Builder::new()
+                                .prefix(&prefix)
+                                .tempdir_in(&spill_parent)?,
+                        ),
                     };
                     runs.push(buf.spill(dir, runs.len())?);
                     buf.clear();
@@ -475,4 +546,89 @@ pub fn ingest(
         index_behaviors,
         warnings: source.warnings().to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::Path;
+
+    use hindsight_logs::DatasetMapping;
+
+    use super::spill_prefix;
+    use crate::{ingest, BehaviorIndex, IndexError, IngestOptions};
+
+    fn log(path: &Path, rows: u64, bad_at: Option<u64>) {
+        let mut f = std::fs::File::create(path).unwrap();
+        for k in 1..=rows {
+            if Some(k) == bad_at {
+                writeln!(f, "1,2,3,nope,4").unwrap();
+            } else {
+                writeln!(f, "{},{},{},pv,{}", k % 7 + 1, k % 50, k % 5, 1000 + k).unwrap();
+            }
+        }
+    }
+
+    fn spill_folders(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("hindsight-ingest-"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn stale_spill_folders_of_the_same_index_are_removed_on_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let mapping = DatasetMapping::preset("taobao").unwrap();
+        let index = BehaviorIndex::create(dir.path().join("i"), &mapping).unwrap();
+        // What a killed ingest into this index left, and another index's.
+        let stale = tmp.join(format!("{}x1y2z3", spill_prefix(index.path())));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("run-00000.bin"), vec![7u8; 1 << 20]).unwrap();
+        let other = tmp.join("hindsight-ingest-0123456789abcdef-keep");
+        std::fs::create_dir(&other).unwrap();
+        let csv = dir.path().join("log.csv");
+        log(&csv, 2000, None);
+        let opts = IngestOptions {
+            sort_buffer: 300,
+            tmp_dir: Some(tmp.clone()),
+            ..IngestOptions::default()
+        };
+        let report = ingest(&index, &mapping, &csv, &opts, &mut |_| {}).unwrap();
+        assert!(report.spilled_runs >= 6, "{}", report.spilled_runs);
+        assert_eq!(report.behaviors_indexed, 2000);
+        assert!(!stale.exists(), "the stale spill folder is removed");
+        // Only the other index's folder is left: this run removed its own.
+        assert_eq!(
+            spill_folders(&tmp),
+            vec!["hindsight-ingest-0123456789abcdef-keep".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_failed_run_removes_its_spill_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapping = DatasetMapping::preset("taobao").unwrap();
+        let index = BehaviorIndex::create(dir.path().join("i"), &mapping).unwrap();
+        let csv = dir.path().join("log.csv");
+        log(&csv, 2000, Some(1500));
+        let opts = IngestOptions {
+            strict: true,
+            sort_buffer: 300,
+            tmp_dir: Some(dir.path().to_owned()),
+            ..IngestOptions::default()
+        };
+        let err = ingest(&index, &mapping, &csv, &opts, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(err, IndexError::StrictRow { line: 1500, .. }),
+            "{err}"
+        );
+        assert!(spill_folders(dir.path()).is_empty());
+    }
 }

@@ -36,7 +36,7 @@ mod snapshot;
 mod writer;
 
 pub use error::{IndexError, Result};
-pub use index::BehaviorIndex;
+pub use index::{BehaviorIndex, VerifyReport};
 pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport, Phase, RejectedRow};
 pub use manifest::{IndexState, IngestRecord, Manifest};
 pub use postings::{KeyPostings, NewestMatches, PostingDocs};

@@ -122,11 +122,16 @@ pub(crate) struct Writer<'a> {
     batch: u64,
     pub(crate) uncommitted: u64,
     record: Option<IngestRecord>,
+    /// The detail of the last disk-full error, until a commit or rollback.
+    disk_full: Option<String>,
 }
 
 impl<'a> Writer<'a> {
     /// Opens tantivy's writer (taking its lock) on top of the current snapshot.
     pub(crate) fn new(index: &'a BehaviorIndex, memory_budget: usize) -> Result<Writer<'a>> {
+        if index.is_read_only() {
+            return Err(IndexError::ReadOnly(index.path().to_owned()));
+        }
         let writer: IndexWriter = match index.index.writer_with_num_threads(1, memory_budget) {
             Ok(w) => w,
             Err(tantivy::TantivyError::LockFailure(_, _)) => {
@@ -145,6 +150,7 @@ impl<'a> Writer<'a> {
             batch: 0,
             uncommitted: 0,
             record: None,
+            disk_full: None,
         })
     }
 
@@ -251,7 +257,9 @@ impl<'a> Writer<'a> {
         cursor.last_ts = Some(cursor.last_ts.map_or(b.timestamp, |t| t.max(b.timestamp)));
 
         let doc = behavior_document(&self.index.fields, b, seq, key);
-        self.writer.add_document(doc)?;
+        if let Err(e) = self.writer.add_document(doc) {
+            return Err(self.worker_error(e));
+        }
 
         if late {
             self.state.ts_monotonic = false;
@@ -277,19 +285,100 @@ impl<'a> Writer<'a> {
             state.ingests.drain(..excess);
         }
         let payload = serde_json::to_string(&state)?;
-        let mut prepared = self.writer.prepare_commit()?;
-        prepared.set_payload(&payload);
-        prepared.commit()?;
+        let committed = match self.writer.prepare_commit() {
+            Ok(mut prepared) => {
+                prepared.set_payload(&payload);
+                prepared.commit()
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            return Err(self.fail(e));
+        }
         self.uncommitted = 0;
+        self.disk_full = None;
         Ok(())
     }
 
     /// Commits, waits for merges, refreshes the index's snapshot.
     pub(crate) fn finish(mut self) -> Result<()> {
         self.commit()?;
-        self.writer.wait_merging_threads()?;
+        let path = self.index.path().to_owned();
+        self.writer
+            .wait_merging_threads()
+            .map_err(|e| classify(&path, e))?;
         self.index.refresh()?;
         Ok(())
+    }
+
+    /// The error to report for a failed `add_document`. An indexing worker
+    /// that failed (on a full disk, most likely) leaves tantivy with only
+    /// "an index writer was killed": joining the workers (what
+    /// `prepare_commit` does) returns the worker's own error. The writer
+    /// holds no usable batch afterwards either way (roll back).
+    fn worker_error(&mut self, e: tantivy::TantivyError) -> IndexError {
+        let e = if matches!(e, tantivy::TantivyError::ErrorInThread(_)) {
+            match self.writer.prepare_commit() {
+                Err(cause) => cause,
+                Ok(prepared) => {
+                    let _ = prepared.abort();
+                    // The cause was already reported (the worker died in
+                    // an earlier call): say it again rather than "killed".
+                    if let Some(detail) = &self.disk_full {
+                        return IndexError::DiskFull {
+                            path: self.index.path().to_owned(),
+                            detail: format!("an earlier write failed: {detail}; roll back"),
+                        };
+                    }
+                    e
+                }
+            }
+        } else {
+            e
+        };
+        self.fail(e)
+    }
+
+    /// Classifies a write-path error, remembering a full disk.
+    fn fail(&mut self, e: tantivy::TantivyError) -> IndexError {
+        let err = classify(self.index.path(), e);
+        if let IndexError::DiskFull { detail, .. } = &err {
+            self.disk_full = Some(detail.clone());
+        }
+        err
+    }
+}
+
+/// Whether an I/O error means the file system is full (or over quota).
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
+    // ENOSPC and EDQUOT on Linux, also when the kind is not mapped.
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28) | Some(122))
+}
+
+/// Maps a tantivy error of the write path: a full disk becomes
+/// [`IndexError::DiskFull`] naming the index folder.
+pub(crate) fn classify(path: &std::path::Path, e: tantivy::TantivyError) -> IndexError {
+    use tantivy::directory::error::OpenWriteError;
+    use tantivy::TantivyError as T;
+    let full = match &e {
+        T::IoError(io) => is_disk_full(io),
+        T::OpenWriteError(OpenWriteError::IoError { io_error, .. }) => is_disk_full(io_error),
+        // Errors that crossed a thread boundary are kept as text only.
+        T::ErrorInThread(text) | T::InternalError(text) => {
+            text.contains("No space left on device") || text.contains("StorageFull")
+        }
+        _ => false,
+    };
+    if full {
+        IndexError::DiskFull {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }
+    } else {
+        IndexError::Tantivy(e)
     }
 }
 
@@ -354,9 +443,16 @@ impl LiveWriter<'_> {
         Ok(snap)
     }
 
-    /// Drops everything added since the last commit.
+    /// Drops everything added since the last commit. Also what makes the
+    /// writer usable again after an error, e.g. [`IndexError::DiskFull`]
+    /// once space is freed.
     pub fn rollback(&mut self) -> Result<()> {
-        self.inner.writer.rollback()?;
+        let path = self.inner.index.path().to_owned();
+        self.inner
+            .writer
+            .rollback()
+            .map_err(|e| classify(&path, e))?;
+        self.inner.disk_full = None;
         self.inner.state = self.inner.base.state().clone();
         self.inner.cursors.clear();
         self.inner.uncommitted = 0;

@@ -37,6 +37,8 @@ pub(crate) struct RecordReader {
     len: usize,
     /// Line of the next unread byte (1-based).
     line: u64,
+    /// The last byte counted was a `\r` (so a `\n` next ends the same line).
+    after_cr: bool,
     bytes: u64,
     total: u64,
     started: bool,
@@ -69,6 +71,7 @@ impl RecordReader {
             ends: vec![0; 16],
             len: 0,
             line: 1,
+            after_cr: false,
             bytes: 0,
             total,
             started: false,
@@ -123,14 +126,14 @@ impl RecordReader {
             if start.is_none() {
                 match consumed.iter().position(|&b| b != b'\n' && b != b'\r') {
                     Some(p) => {
-                        self.line += count_newlines(&consumed[..p]);
+                        self.line += count_newlines(&consumed[..p], &mut self.after_cr);
                         start = Some(self.line);
                         rest = &consumed[p..];
                     }
                     None => rest = consumed,
                 }
             }
-            self.line += count_newlines(rest);
+            self.line += count_newlines(rest, &mut self.after_cr);
             self.rdr.consume(nin);
             self.bytes += nin as u64;
             outlen += nout;
@@ -251,9 +254,24 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Line terminators in `b`: `\n`, `\r\n` and a lone `\r` (which csv-core
+/// also ends a record at) each end one line; `after_cr` carries a `\r` at
+/// the end of one chunk over to a `\n` at the start of the next.
 #[inline]
-fn count_newlines(b: &[u8]) -> u64 {
-    b.iter().filter(|&&c| c == b'\n').count() as u64
+fn count_newlines(b: &[u8], after_cr: &mut bool) -> u64 {
+    let mut n = 0;
+    for &c in b {
+        match c {
+            b'\n' if *after_cr => *after_cr = false,
+            b'\n' => n += 1,
+            b'\r' => {
+                n += 1;
+                *after_cr = true;
+            }
+            _ => *after_cr = false,
+        }
+    }
+    n
 }
 
 #[cfg(test)]
@@ -302,6 +320,13 @@ mod tests {
         assert_eq!(lines(b""), []);
         assert_eq!(lines(b"\n\n\r\n"), []);
         assert_eq!(lines(b",\n"), [(1, s(&["", ""]))]);
+        // A lone \r ends a line (and a record) too: found by fuzzing, the
+        // second record was reported on line 1.
+        assert_eq!(lines(b"0\r0\n"), [(1, s(&["0"])), (2, s(&["0"]))]);
+        assert_eq!(
+            lines(b"a\r\rb\r\nc"),
+            [(1, s(&["a"])), (3, s(&["b"])), (4, s(&["c"]))]
+        );
     }
 
     #[test]

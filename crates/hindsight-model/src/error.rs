@@ -68,6 +68,47 @@ pub enum ModelError {
         /// The first difference found.
         detail: String,
     },
+    /// The weights file does not hash to the sha256 recorded in
+    /// `config.json` when the checkpoint was saved.
+    #[error(
+        "checkpoint weights {path} do not match the sha256 recorded in config.json \
+         (recorded {expected}, the file hashes to {found}); the file was damaged or replaced \
+         after saving: restore the checkpoint from a backup or save the model again"
+    )]
+    WeightsChecksum {
+        /// The weights file.
+        path: PathBuf,
+        /// The sha256 recorded at save time (hex).
+        expected: String,
+        /// The sha256 of the file now (hex).
+        found: String,
+    },
+    /// A weight tensor holds NaN or infinite values.
+    #[error(
+        "checkpoint weights {path} hold {count} non-finite values (NaN or infinite) in {tensor}; \
+         the model diverged or the file is damaged: retrain it or restore the checkpoint"
+    )]
+    NonFiniteWeights {
+        /// The weights file.
+        path: PathBuf,
+        /// The first tensor with non-finite values.
+        tensor: String,
+        /// How many of its values are not finite.
+        count: i64,
+    },
+    /// The model's scores on the built-in probe batch are not all finite.
+    #[error(
+        "the model in {path} scores {count} of {total} probe examples as NaN or infinite; \
+         retrain it or restore the checkpoint"
+    )]
+    NonFiniteScores {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// Probe examples whose score is not finite.
+        count: usize,
+        /// Probe examples scored.
+        total: usize,
+    },
     /// A file system error.
     #[error("i/o error on {path}: {source}")]
     Io {

@@ -69,6 +69,86 @@ struct CheckpointConfig {
     /// Name and shape of every tensor of `weights.safetensors`.
     parameters: BTreeMap<String, Vec<i64>>,
     vocab: FeatureVocab,
+    /// sha256 of `weights.safetensors` (hex), verified on load; absent in
+    /// checkpoints saved before it existed (they load with a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weights_sha256: Option<String>,
+}
+
+/// The sha256 of a file, in lowercase hex.
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = fs::File::open(path).map_err(|source| io_err(path, source))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|source| io_err(path, source))?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Number of probe examples scored at load.
+const PROBE_EXAMPLES: usize = 4;
+
+/// A small fixed batch that touches the padding, out-of-vocabulary and
+/// first known rows of every embedding table: a loaded model must score
+/// it finitely.
+fn probe_examples(vocab: &FeatureVocab, n: usize) -> Vec<Example> {
+    use hindsight_core::{Behavior, ItemFeatures, Target};
+    let ids = serde_json::to_value(vocab).unwrap_or_default();
+    let list = |name: &str| -> Vec<u64> {
+        ids[name]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).take(8).collect())
+            .unwrap_or_default()
+    };
+    let (items, cats, tags, types) = (
+        list("items"),
+        list("categories"),
+        list("tags"),
+        list("behavior_types"),
+    );
+    // Element k of a list, or an id no vocabulary holds (out of vocabulary).
+    let pick = |l: &[u64], k: usize| l.get(k % l.len().max(1)).copied().unwrap_or(u64::MAX);
+    let features = |k: usize, known: bool| {
+        let mut f =
+            ItemFeatures::with_categories(vec![if known { pick(&cats, k) } else { u64::MAX }]);
+        f.tags = vec![if known { pick(&tags, k) } else { u64::MAX }];
+        f
+    };
+    let now = 1_600_000_000i64;
+    (0..PROBE_EXAMPLES)
+        .map(|e| {
+            // 0: empty history; 1: unknown ids only; 2, 3: known ids, full.
+            let known = e >= 2;
+            let len = if e == 0 { 0 } else { n };
+            let history = (0..len)
+                .map(|j| Behavior {
+                    user_id: 1,
+                    seq: j as u32,
+                    item_id: if known {
+                        pick(&items, j + e)
+                    } else {
+                        u64::MAX - 1
+                    },
+                    features: features(j + e, known),
+                    behavior_type: pick(&types, j).min(u8::MAX as u64) as u8,
+                    timestamp: now - 60 * (len - j) as i64,
+                })
+                .collect();
+            Example {
+                user_id: 1,
+                label: 0,
+                target: Target {
+                    item_id: if known { pick(&items, e) } else { u64::MAX },
+                    features: features(e, known),
+                },
+                timestamp: now,
+                history,
+            }
+        })
+        .collect()
 }
 
 /// A model with its configuration, vocabulary and history length N: what
@@ -213,10 +293,15 @@ impl TrainedModel {
             retrieval: self.retrieval.clone(),
             parameters,
             vocab: self.vocab.clone(),
+            weights_sha256: None,
         };
         let weights = dir.join(WEIGHTS_FILE);
         let weights_tmp = dir.join("weights.tmp.safetensors");
         net.vs.save(&weights_tmp)?;
+        let cfg = CheckpointConfig {
+            weights_sha256: Some(sha256_file(&weights_tmp)?),
+            ..cfg
+        };
         fs::rename(&weights_tmp, &weights).map_err(|source| io_err(&weights, source))?;
         let config = dir.join(CONFIG_FILE);
         let config_tmp = dir.join("config.json.tmp");
@@ -232,8 +317,13 @@ impl TrainedModel {
     /// Loads a checkpoint written by [`save`](Self::save) onto `device`.
     ///
     /// Fails with a clear error for a missing directory or file, a corrupt
-    /// file, or weights whose names or shapes differ from what the config
-    /// describes.
+    /// file, weights whose names or shapes differ from what the config
+    /// describes, weights that do not hash to the sha256 recorded in
+    /// `config.json` ([`ModelError::WeightsChecksum`]; a checkpoint saved
+    /// before the checksum existed loads with a warning), weights holding
+    /// NaN or infinite values ([`ModelError::NonFiniteWeights`]), and a
+    /// model whose scores on a small built-in probe batch are not all
+    /// finite ([`ModelError::NonFiniteScores`]).
     pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -303,6 +393,41 @@ impl TrainedModel {
         if let Some(extra) = tensors.keys().find(|k| !variables.contains_key(*k)) {
             return Err(mismatch(format!("unexpected tensor {extra}")));
         }
+        // After the structural checks, so that an unreadable file or the
+        // weights of another model are reported as such.
+        match &cfg.weights_sha256 {
+            Some(expected) => {
+                let found = sha256_file(&weights_path)?;
+                if !found.eq_ignore_ascii_case(expected) {
+                    return Err(ModelError::WeightsChecksum {
+                        path: weights_path.clone(),
+                        expected: expected.clone(),
+                        found,
+                    });
+                }
+            }
+            None => tracing::warn!(
+                "{} records no weights checksum (saved by an older build); its weights are loaded unverified, save the model again to add one",
+                config_path.display()
+            ),
+        }
+        for (name, t) in &tensors {
+            if !t.is_floating_point() {
+                continue;
+            }
+            let count = t
+                .isfinite()
+                .logical_not()
+                .sum(tch::Kind::Int64)
+                .int64_value(&[]);
+            if count > 0 {
+                return Err(ModelError::NonFiniteWeights {
+                    path: weights_path.clone(),
+                    tensor: name.clone(),
+                    count,
+                });
+            }
+        }
         tch::no_grad(|| -> Result<()> {
             for (name, var) in &variables {
                 var.shallow_clone().f_copy_(&tensors[name])?;
@@ -311,6 +436,15 @@ impl TrainedModel {
         })?;
         let mut model = Self::from_parts(cfg.model, cfg.vocab, cfg.n, net);
         model.retrieval = cfg.retrieval;
+        let scores = model.score(&probe_examples(&model.vocab, model.n))?;
+        let count = scores.iter().filter(|s| !s.is_finite()).count();
+        if count > 0 {
+            return Err(ModelError::NonFiniteScores {
+                path: dir.to_path_buf(),
+                count,
+                total: scores.len(),
+            });
+        }
         Ok(model)
     }
 }
@@ -321,3 +455,7 @@ fn io_err(path: &Path, source: std::io::Error) -> ModelError {
         source,
     }
 }
+
+#[cfg(test)]
+#[path = "trained_tests.rs"]
+mod tests;

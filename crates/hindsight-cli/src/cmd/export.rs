@@ -38,7 +38,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let (kind, n) = a.retrieval.parse()?;
-    let index = BehaviorIndex::open(&a.index)?;
+    let index = BehaviorIndex::open_read_only(&a.index)?;
     let snap = index.snapshot();
     let protocol = Protocol {
         seed: a.seed,

@@ -30,7 +30,7 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let index = BehaviorIndex::open(&a.index)?;
+    let index = BehaviorIndex::open_read_only(&a.index)?;
     let snap = index.snapshot();
     let stats = snap.stats();
     let state = snap.state();

@@ -98,7 +98,7 @@ fn names(vocab: &Vocab, ids: &[u64]) -> Vec<String> {
 
 pub fn run(a: Args) -> Result<()> {
     let (kind, n) = a.retrieval.parse()?;
-    let index = BehaviorIndex::open(&a.index)?;
+    let index = BehaviorIndex::open_read_only(&a.index)?;
     let snap = index.snapshot();
     let vocabs: &Vocabularies = &snap.state().vocabs;
     // The same resolution as the server's score route (names trimmed,

@@ -182,7 +182,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     cfg.seed = a.seed;
     device.resolve()?;
     set_torch_threads(a.torch_threads);
-    let index = BehaviorIndex::open(&a.index)?;
+    let index = BehaviorIndex::open_read_only(&a.index)?;
     let protocol = Protocol {
         seed: a.seed,
         ..Protocol::default()
@@ -283,7 +283,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     set_torch_threads(a.torch_threads);
     let model = TrainedModel::load(&a.model, device)?;
     let settings = RetrievalSettings::of(&model)?;
-    let index = BehaviorIndex::open(&a.index)?;
+    let index = BehaviorIndex::open_read_only(&a.index)?;
     settings.check_index(&index)?;
     let prepared = Prepared::new(
         &index,
