@@ -110,6 +110,10 @@ pub struct ServerConfig {
     pub token: Option<Secret>,
     /// Also require the token for score and read endpoints.
     pub auth_reads: bool,
+    /// Serve the index read-only: no writer lock is taken (so an index on a
+    /// read-only mount, or one another process writes, can be served) and
+    /// `POST /v1/behaviors` answers 409 `read_only`.
+    pub read_only: bool,
 }
 
 impl Default for ServerConfig {
@@ -138,6 +142,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             token: None,
             auth_reads: false,
+            read_only: false,
         }
     }
 }

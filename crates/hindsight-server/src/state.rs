@@ -39,8 +39,8 @@ pub struct Serving {
     /// The model and its retrieval settings.
     #[cfg(feature = "model")]
     pub scorer: Scorer,
-    /// The index's writer.
-    pub appender: Arc<Appender>,
+    /// The index's writer; `None` when serving read-only.
+    pub appender: Option<Arc<Appender>>,
 }
 
 impl Serving {
@@ -103,14 +103,10 @@ impl AppState {
         #[cfg(feature = "model")]
         hindsight_model::set_cpu_threads(config.torch_threads);
         let metrics = Metrics::new();
-        let index = Arc::new(BehaviorIndex::open(&config.index)?);
+        let index = Arc::new(open_index(&config, &config.index)?);
         #[cfg(feature = "model")]
         let scorer = Scorer::load(&config.model, device(&config)?, &index, config.workers)?;
-        let appender = Arc::new(Appender::start(
-            index.clone(),
-            config.max_queued_appends,
-            metrics.clone(),
-        )?);
+        let appender = start_appender(&config, &index, &metrics)?;
         let serving = Serving {
             generation: 1,
             #[cfg(feature = "model")]
@@ -186,7 +182,7 @@ impl AppState {
             .as_deref()
             .is_none_or(|p| same_path(p, current.index.path()));
         let index = match &index {
-            Some(path) if !same_index => Arc::new(BehaviorIndex::open(path)?),
+            Some(path) if !same_index => Arc::new(open_index(&self.config, path)?),
             _ => current.index.clone(),
         };
         // The model is checked against the index before the index's writer
@@ -201,12 +197,8 @@ impl AppState {
         let (appender, old) = if same_index {
             (current.appender.clone(), None)
         } else {
-            let appender = Appender::start(
-                index.clone(),
-                self.config.max_queued_appends,
-                self.metrics.clone(),
-            )?;
-            (Arc::new(appender), Some(current.appender.clone()))
+            let appender = start_appender(&self.config, &index, &self.metrics)?;
+            (appender, current.appender.clone())
         };
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         Ok((
@@ -227,8 +219,36 @@ impl AppState {
     /// the index. Blocking.
     pub fn close(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        self.serving.load().appender.close();
+        if let Some(appender) = &self.serving.load().appender {
+            appender.close();
+        }
     }
+}
+
+/// Opens an index as the configuration says: read-only (no writer lock)
+/// or for writing.
+fn open_index(config: &ServerConfig, path: &std::path::Path) -> Result<BehaviorIndex, ServerError> {
+    Ok(if config.read_only {
+        BehaviorIndex::open_read_only(path)?
+    } else {
+        BehaviorIndex::open(path)?
+    })
+}
+
+/// The writer of `index`, or `None` when serving read-only.
+fn start_appender(
+    config: &ServerConfig,
+    index: &Arc<BehaviorIndex>,
+    metrics: &Metrics,
+) -> Result<Option<Arc<Appender>>, ServerError> {
+    if config.read_only {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(Appender::start(
+        index.clone(),
+        config.max_queued_appends,
+        metrics.clone(),
+    )?)))
 }
 
 /// When a request must be answered by: its arrival plus
@@ -258,7 +278,7 @@ impl AppState {
     /// Why the server cannot take appends (and is not ready), if it
     /// cannot: the writer thread of the current index died.
     pub fn writer_failure(&self) -> Option<String> {
-        self.serving.load().appender.failure()
+        self.serving.load().appender.as_ref().and_then(|a| a.failure())
     }
 
     /// Counts a shed request and builds its 503.

@@ -833,7 +833,7 @@ async fn protocol_level_rejections_have_the_json_error_body() {
 async fn a_dead_writer_makes_the_server_not_ready_and_appends_503() {
     let app = App::new(|_| {});
     assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
-    app.state.serving.load().appender.kill_for_test().await;
+    app.state.serving.load().appender.clone().unwrap().kill_for_test().await;
     let (s, r) = app.get("/readyz").await;
     assert_eq!(
         (s, r["status"].as_str()),

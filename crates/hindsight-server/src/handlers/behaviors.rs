@@ -75,6 +75,13 @@ pub async fn append(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     st.refuse_if_draining()?;
+    if st.config.read_only {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "read_only",
+            "this server serves its index read-only (read_only = true); send appends to a server that holds the index's writer",
+        ));
+    }
     if let Some(reason) = st.writer_failure() {
         return Err(writer_died(&st, reason));
     }
@@ -87,7 +94,10 @@ pub async fn append(
             tokio::task::spawn_blocking(move || to_new_behaviors(&index.snapshot(), &checked))
                 .await
                 .map_err(|e| ApiError::internal(format!("an append task failed: {e}")))??;
-        match serving.appender.append(behaviors).await {
+        let Some(appender) = serving.appender.as_ref() else {
+            return Err(ApiError::internal("no writer for a writable index"));
+        };
+        match appender.append(behaviors).await {
             Ok((report, total)) => Ok(AppendResponse {
                 added: report.added,
                 duplicates: report.duplicates,
