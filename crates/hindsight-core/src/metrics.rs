@@ -94,6 +94,18 @@ pub fn logloss(probs: &[f32], labels: &[u8]) -> f64 {
     total / probs.len() as f64
 }
 
+/// The `q`-quantile (`q` in [0, 1]) of ascending `sorted` values by the
+/// nearest-rank method: the value of rank `ceil(q n)`, at least the first;
+/// NaN when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+    sorted[rank - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +138,16 @@ mod tests {
         let l = logloss(&[0.8, 0.25], &[1, 0]);
         let want = (-(0.8f64).ln() - (0.75f64).ln()) / 2.0;
         assert!((l - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn percentile_is_the_nearest_rank() {
+        let v: Vec<f64> = (1..=1000).map(f64::from).collect();
+        assert_eq!(super::percentile(&v, 0.5), 500.0);
+        assert_eq!(super::percentile(&v, 0.99), 990.0);
+        assert_eq!(super::percentile(&v, 1.0), 1000.0);
+        assert_eq!(super::percentile(&v, 0.0), 1.0);
+        assert_eq!(super::percentile(&[7.0], 0.9), 7.0);
+        assert!(super::percentile(&[], 0.5).is_nan());
     }
 }

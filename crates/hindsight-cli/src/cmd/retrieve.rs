@@ -113,7 +113,7 @@ fn resolve(vocab: &Vocab, raw: &[String], what: &str) -> Result<Vec<u64>> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (kind, n) = a.retrieval.parse()?;
+    let (kind, n) = (a.retrieval.strategy, a.retrieval.n);
     let index = BehaviorIndex::open(&a.index)?;
     let snap = index.snapshot();
     let vocabs: &Vocabularies = &snap.state().vocabs;
