@@ -1043,7 +1043,7 @@ impl TargetSampler {
         if rows.is_empty() {
             return out;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(mix64(seed ^ 0x7461_7267_6574)); // "target"
+        let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(seed ^ 0x7461_7267_6574)); // "target"
         let ends = [rows.len(), rows.len().div_ceil(2)];
         for kind in TargetKind::ALL {
             for k in 0..per_kind {
