@@ -390,7 +390,7 @@ fn bad_argument_values_are_usage_errors_that_name_the_choices() {
         cases.extend([
             (
                 vec!["train", "--index", idx, "--out", idx, "--model", "magic"],
-                "sum_pool, din or dien",
+                "sum_pool, din, dien",
             ),
             (
                 vec!["train", "--index", idx, "--out", idx, "--device", "tpu"],
@@ -426,7 +426,7 @@ fn bad_argument_values_are_usage_errors_that_name_the_choices() {
                     "--models",
                     "din,zzz",
                 ],
-                "sum_pool, din or dien",
+                "sum_pool, din, dien",
             ),
         ]);
         cases
