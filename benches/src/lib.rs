@@ -376,10 +376,8 @@ impl Percentiles {
         assert!(!nanos.is_empty(), "no measurement");
         nanos.sort_unstable();
         let n = nanos.len();
-        let at = |q: f64| {
-            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-            nanos[rank - 1] as f64 / 1e3
-        };
+        let micros: Vec<f64> = nanos.iter().map(|&x| x as f64 / 1e3).collect();
+        let at = |q: f64| hindsight_core::metrics::percentile(&micros, q);
         Percentiles {
             p50: at(0.5),
             p99: at(0.99),
@@ -419,19 +417,7 @@ fn proc_status_kib(field: &str) -> Option<u64> {
 }
 
 /// The machine's CPU model and core count, for report headers.
-pub fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{model}, {cores} cores available")
-}
+pub use hindsight_core::host::machine;
 
 /// The 1, 5 and 15 minute load averages (`/proc/loadavg`), to tell a
 /// quiet machine from a busy one in reports.
@@ -444,32 +430,14 @@ pub fn load_average() -> String {
 
 /// Today's date (UTC) as `YYYY-MM-DD`, for report headers.
 pub fn today_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    hindsight_core::host::utc_date(hindsight_core::host::now_unix())
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn dates() {
+        use hindsight_core::host::civil_from_days;
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(17_495), (2017, 11, 25));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));

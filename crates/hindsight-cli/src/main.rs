@@ -2,9 +2,16 @@
 //! behaviors that matter for a target item, and (with the model jobs)
 //! train and evaluate CTR models on them.
 //!
-//! A thin binary: every subcommand validates its arguments into the
-//! libraries' checked types before doing any work, and errors are printed
-//! as one line saying what to do (exit status 1; usage errors 2).
+//! A thin binary: every subcommand takes typed arguments (strategy, model,
+//! device, stop metric, ... parsed by clap through the libraries' `FromStr`,
+//! so an invalid value is a usage error before any work), calls the
+//! libraries, and prints; errors are printed as one line saying what to do
+//! (exit status 1; usage errors 2).
+//!
+//! The model commands (train, eval, report, serve) need libtorch and are
+//! compiled only with the `model` feature (default). Without it the binary
+//! does not link libtorch, and a model command prints what is missing and
+//! how to build it, with exit status 2.
 
 use std::process::ExitCode;
 
@@ -15,6 +22,14 @@ mod cmd;
 /// Lifelong user-behavior retrieval for CTR prediction.
 #[derive(Parser)]
 #[command(name = "hindsight", version, about, long_about = None, propagate_version = true)]
+#[cfg_attr(
+    not(feature = "model"),
+    command(
+        after_help = "This build has no model commands (train, eval, report, serve: built without \
+                      the `model` feature); `cargo build --release -p hindsight-cli --features model` \
+                      builds them."
+    )
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,11 +54,23 @@ enum Command {
     /// Export evaluation-protocol samples with retrieved histories (CSV for peer libraries).
     ExportSamples(cmd::export::Args),
     /// Train a CTR model (sum_pool, din, dien) on retrieved histories.
+    #[cfg(feature = "model")]
     Train(cmd::train::TrainArgs),
+    /// Train a CTR model (not in this build: needs the `model` feature).
+    #[cfg(not(feature = "model"))]
+    Train(cmd::NoModel),
     /// Evaluate a trained model on the test split (AUC, gAUC, logloss).
+    #[cfg(feature = "model")]
     Eval(cmd::train::EvalArgs),
+    /// Evaluate a trained model (not in this build: needs the `model` feature).
+    #[cfg(not(feature = "model"))]
+    Eval(cmd::NoModel),
     /// Run the whole strategy x model grid and write the evaluation report.
+    #[cfg(feature = "model")]
     Report(cmd::report::Args),
+    /// Run the evaluation grid (not in this build: needs the `model` feature).
+    #[cfg(not(feature = "model"))]
+    Report(cmd::NoModel),
     /// Serve the HTTP scoring API (score, append behaviors, hot reload).
     ///
     /// Routes (see GET /openapi.json and docs/server.md): POST /v1/score,
@@ -58,16 +85,14 @@ enum Command {
     ///
     /// The server holds the index's writer lock. SIGHUP reloads the model;
     /// SIGINT/SIGTERM finish in-flight requests, commit and exit.
+    ///
+    /// The load generator is a separate binary, `hindsight-load-test`.
+    #[cfg(feature = "model")]
     #[command(after_long_help = hindsight_server::config::settings_help())]
     Serve(cmd::serve::Args),
-    /// Load a running server at a fixed rate and report latency percentiles.
-    ///
-    /// Open loop: requests go out on schedule and latency counts from the
-    /// scheduled time. Score requests (real users, items and categories
-    /// sampled from --index) run at --rate while appends run at
-    /// --append-rate; afterwards every acknowledged behavior is read back,
-    /// and the command fails if one is missing.
-    LoadTest(cmd::loadtest::Args),
+    /// Serve the HTTP scoring API (not in this build: needs the `model` feature).
+    #[cfg(not(feature = "model"))]
+    Serve(cmd::NoModel),
     /// Write a seeded synthetic Taobao-like log (for scale tests and benchmarks).
     Synth(cmd::synth::Args),
 }
@@ -96,11 +121,22 @@ fn main() -> ExitCode {
         } => cmd::info::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::ExportSamples(a) => cmd::export::run(a),
+        #[cfg(feature = "model")]
         Command::Train(a) => cmd::train::run_train(a),
+        #[cfg(feature = "model")]
         Command::Eval(a) => cmd::train::run_eval(a),
+        #[cfg(feature = "model")]
         Command::Report(a) => cmd::report::run(a),
+        #[cfg(feature = "model")]
         Command::Serve(a) => cmd::serve::run(a),
-        Command::LoadTest(a) => cmd::loadtest::run(a),
+        #[cfg(not(feature = "model"))]
+        Command::Train(_) => return no_model("train"),
+        #[cfg(not(feature = "model"))]
+        Command::Eval(_) => return no_model("eval"),
+        #[cfg(not(feature = "model"))]
+        Command::Report(_) => return no_model("report"),
+        #[cfg(not(feature = "model"))]
+        Command::Serve(_) => return no_model("serve"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,4 +145,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A model command in a build without the `model` feature: one line on
+/// stderr, exit status 2.
+#[cfg(not(feature = "model"))]
+fn no_model(command: &str) -> ExitCode {
+    eprintln!("{}", cmd::no_model_message(command));
+    ExitCode::from(2)
 }

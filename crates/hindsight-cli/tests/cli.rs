@@ -376,3 +376,125 @@ fn kill_9_during_ingest_leaves_the_last_commit_readable_and_rerun_completes() {
     assert_eq!(v["behaviors_indexed"].as_u64().unwrap(), total - committed);
     assert_eq!(check_consistent(&idx), total);
 }
+
+/// Typed arguments: a bad strategy, model, device, stop metric or N is a
+/// usage error (exit 2) before any work, naming what is accepted.
+#[test]
+fn bad_argument_values_are_usage_errors_that_name_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("none");
+    let idx = idx.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "retrieve",
+                "--index",
+                idx,
+                "--user",
+                "1",
+                "--item",
+                "2",
+                "--strategy",
+                "magic",
+            ],
+            "recent, sim-hard, ubr, hybrid",
+        ),
+        (
+            vec![
+                "retrieve", "--index", idx, "--user", "1", "--item", "2", "-n", "0",
+            ],
+            "at least 1",
+        ),
+        (
+            vec![
+                "export-samples",
+                "--index",
+                idx,
+                "--out",
+                idx,
+                "--strategy",
+                "x",
+            ],
+            "recent, sim-hard, ubr, hybrid",
+        ),
+    ];
+    #[cfg(feature = "model")]
+    let cases = {
+        let mut cases = cases;
+        cases.extend([
+            (
+                vec!["train", "--index", idx, "--out", idx, "--model", "magic"],
+                "sum_pool, din, dien",
+            ),
+            (
+                vec!["train", "--index", idx, "--out", idx, "--device", "tpu"],
+                "auto, cpu or cuda",
+            ),
+            (
+                vec!["train", "--index", idx, "--out", idx, "--stop-metric", "f1"],
+                "auc or auc-minus-logloss",
+            ),
+            (
+                vec!["eval", "--index", idx, "--model", idx, "--device", "tpu"],
+                "auto, cpu or cuda",
+            ),
+            (
+                vec![
+                    "report",
+                    "--dataset",
+                    "d",
+                    "--out",
+                    idx,
+                    "--strategies",
+                    "recent,zzz",
+                ],
+                "recent, sim-hard, ubr, hybrid",
+            ),
+            (
+                vec![
+                    "report",
+                    "--dataset",
+                    "d",
+                    "--out",
+                    idx,
+                    "--models",
+                    "din,zzz",
+                ],
+                "sum_pool, din, dien",
+            ),
+        ]);
+        cases
+    };
+    for (args, want) in cases {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    // Nothing was created by the refused commands.
+    assert!(!Path::new(idx).exists());
+}
+
+/// Without the `model` feature the model commands exist, say what is
+/// missing and how to build it, and exit 2 (not "unrecognized subcommand").
+#[cfg(not(feature = "model"))]
+#[test]
+fn model_commands_say_how_to_build_them() {
+    for args in [
+        vec!["train", "--index", "i", "--out", "m"],
+        vec!["eval", "--help"],
+        vec!["report", "--dataset", "taobao", "--out", "r"],
+        vec!["serve"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("`hindsight {}` needs libtorch", args[0]))
+                && err.contains("cargo build --release -p hindsight-cli --features model"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let help = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    assert!(help.contains("no model commands"), "{help}");
+}

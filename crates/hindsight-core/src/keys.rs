@@ -27,12 +27,20 @@ pub enum FeatureKind {
     BehaviorType = 4,
 }
 
+/// The splitmix64 finalizer: a bijection on u64 with good avalanche (the
+/// mix of [`feature_key`], so part of the index format).
 #[inline]
-fn mix64(mut z: u64) -> u64 {
-    // splitmix64 finalizer: a bijection with good avalanche.
+pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// One splitmix64 step from state `z`: [`mix64`] of `z` plus the golden
+/// ratio increment (a seeded hash for generators such as the synthetic logs).
+#[inline]
+pub fn splitmix64(z: u64) -> u64 {
+    mix64(z.wrapping_add(0x9e37_79b9_7f4a_7c15))
 }
 
 /// The index term for (user, kind, value).
@@ -46,6 +54,15 @@ pub fn feature_key(user: u64, kind: FeatureKind, value: u64) -> u64 {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn splitmix64_is_the_reference_generator() {
+        // The first outputs of SplitMix64 seeded with 0 (Vigna's reference):
+        // state z advances by the increment, the output is mix64(z).
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(splitmix64(0x9e37_79b9_7f4a_7c15), 0x6e78_9e6a_a1b9_65f4);
+        assert_eq!(mix64(0), 0);
+    }
 
     #[test]
     fn keys_are_stable_and_distinct() {

@@ -15,11 +15,12 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod host;
 mod keys;
 pub mod limits;
 pub mod metrics;
 
-pub use keys::{feature_key, FeatureKind};
+pub use keys::{feature_key, mix64, splitmix64, FeatureKind};
 
 /// A user id as found in the logs.
 pub type UserId = u64;

@@ -3,7 +3,7 @@
 //! users that have both labels, as in DIN, Zhou et al. KDD 2018) and
 //! logloss.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Area under the ROC curve of `scores` against binary `labels`, with tied
 /// scores counted as half (the Mann-Whitney U statistic). `None` when one
@@ -44,14 +44,15 @@ pub fn auc(scores: &[f32], labels: &[u8]) -> Option<f64> {
 
 /// Group AUC: the mean of per-user AUCs weighted by each user's number of
 /// samples, over the users that have both a positive and a negative.
-/// `None` when no user has both.
+/// `None` when no user has both. Users are summed in id order, so the
+/// figure does not depend on the order of the samples (bit for bit).
 pub fn gauc(users: &[u64], scores: &[f32], labels: &[u8]) -> Option<f64> {
     assert_eq!(
         users.len(),
         scores.len(),
         "users and scores differ in length"
     );
-    let mut groups: HashMap<u64, (Vec<f32>, Vec<u8>)> = HashMap::new();
+    let mut groups: BTreeMap<u64, (Vec<f32>, Vec<u8>)> = BTreeMap::new();
     for ((&u, &s), &l) in users.iter().zip(scores).zip(labels) {
         let g = groups.entry(u).or_default();
         g.0.push(s);
@@ -94,6 +95,18 @@ pub fn logloss(probs: &[f32], labels: &[u8]) -> f64 {
     total / probs.len() as f64
 }
 
+/// The `q`-quantile (`q` in [0, 1]) of ascending `sorted` values by the
+/// nearest-rank method: the value of rank `ceil(q n)`, at least the first;
+/// NaN when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+    sorted[rank - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +139,51 @@ mod tests {
         let l = logloss(&[0.8, 0.25], &[1, 0]);
         let want = (-(0.8f64).ln() - (0.75f64).ln()) / 2.0;
         assert!((l - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn percentile_is_the_nearest_rank() {
+        let v: Vec<f64> = (1..=1000).map(f64::from).collect();
+        assert_eq!(super::percentile(&v, 0.5), 500.0);
+        assert_eq!(super::percentile(&v, 0.99), 990.0);
+        assert_eq!(super::percentile(&v, 1.0), 1000.0);
+        assert_eq!(super::percentile(&v, 0.0), 1.0);
+        assert_eq!(super::percentile(&[7.0], 0.9), 7.0);
+        assert!(super::percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn gauc_is_bit_identical_whatever_the_sample_order() {
+        // 200 users with a few samples each; scores with many digits so that
+        // the weighted sum depends on the order it is added in.
+        let mut users = Vec::new();
+        let mut scores = Vec::new();
+        let mut labels = Vec::new();
+        for u in 0..200u64 {
+            for k in 0..(2 + u % 5) {
+                users.push(u * 7919 % 1000);
+                scores.push(((u * 31 + k * 17) % 101) as f32 / 101.0 + 1e-3 * k as f32);
+                labels.push(((u + k) % 2) as u8);
+            }
+        }
+        let g = super::gauc(&users, &scores, &labels).unwrap();
+        fn rotated<T: Copy>(v: &[T], by: usize) -> Vec<T> {
+            let mut v = v.to_vec();
+            v.rotate_left(by);
+            v
+        }
+        fn reversed<T: Copy>(v: &[T]) -> Vec<T> {
+            v.iter().rev().copied().collect()
+        }
+        for by in [1, 7, 100] {
+            let (u, s, l) = (
+                rotated(&users, by),
+                rotated(&scores, by),
+                rotated(&labels, by),
+            );
+            assert_eq!(super::gauc(&u, &s, &l).unwrap().to_bits(), g.to_bits());
+        }
+        let (u, s, l) = (reversed(&users), reversed(&scores), reversed(&labels));
+        assert_eq!(super::gauc(&u, &s, &l).unwrap().to_bits(), g.to_bits());
     }
 }

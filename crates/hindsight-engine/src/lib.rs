@@ -1,26 +1,42 @@
 //! The engine: retrieval, featurization and scoring behind one API, used
-//! by the offline jobs (train, evaluate) and, later, the server alike, so
-//! that what is measured offline is what is served.
+//! by the offline jobs (train, evaluate, the evaluation [`grid`]) and by
+//! the HTTP server (`hindsight-server` scores through [`Scorer`]), so that
+//! what is measured offline is what is served.
 //!
 //! A trained model records the retrieval it was trained with
 //! ([`RetrievalSettings`]: strategy, N, the index's dataset mapping);
 //! evaluating or serving it against an index of another mapping, or with
 //! other retrieval settings, is refused.
+//!
+//! # Features
+//!
+//! `model` (default): everything that needs a CTR model, hence libtorch
+//! (through `hindsight-model`): training and evaluation on [`Prepared`]
+//! samples, the evaluation [`grid`], online scoring ([`Scorer`]). Without
+//! it the crate builds without libtorch and offers what does not need a
+//! model: [`RetrievalSettings`], [`Prepared`] samples with their retrieved
+//! histories, and the report types ([`EvalReport`], [`Metrics`]).
 
 use std::time::Instant;
 
+#[cfg(feature = "model")]
+pub mod grid;
+#[cfg(feature = "model")]
 mod score;
+#[cfg(feature = "model")]
+mod train;
+#[cfg(feature = "model")]
 pub use score::{ScoreInput, Scored, Scorer};
 mod target;
 pub use target::{
     resolve_behavior_type, resolve_ids, resolve_target, FeatureOverrides, IdOrName, TargetRequest,
     VocabKind,
 };
+#[cfg(feature = "model")]
+pub use train::TrainProgress;
 
-use hindsight_core::metrics::{auc, gauc, logloss};
 use hindsight_core::Behavior;
 use hindsight_index::BehaviorIndex;
-use hindsight_model::{train, Example, ModelConfig, TrainOptions, TrainReport, TrainedModel};
 use hindsight_retrieval::{Retriever, StrategyKind};
 use hindsight_samples::{build_samples, retrieve_histories, Protocol, Sample, SampleCounts, Split};
 use serde::{Deserialize, Serialize};
@@ -35,6 +51,7 @@ pub enum EngineError {
     #[error(transparent)]
     Samples(#[from] hindsight_samples::SampleError),
     /// The model failed.
+    #[cfg(feature = "model")]
     #[error(transparent)]
     Model(#[from] hindsight_model::ModelError),
     /// Model and index (or settings) do not belong together.
@@ -50,6 +67,9 @@ pub enum EngineError {
     /// Retrieval failed.
     #[error(transparent)]
     Retrieval(#[from] hindsight_retrieval::RetrievalError),
+    /// An evaluation grid was given no strategies or no models.
+    #[error("the evaluation grid has no {0}; give at least one")]
+    EmptyGrid(&'static str),
 }
 
 /// Result alias of the engine.
@@ -71,15 +91,6 @@ pub struct RetrievalSettings {
 }
 
 impl RetrievalSettings {
-    /// The settings recorded in a trained model.
-    pub fn of(model: &TrainedModel) -> Result<RetrievalSettings> {
-        serde_json::from_value(model.retrieval().clone()).map_err(|e| {
-            EngineError::Mismatch(format!(
-                "the model's config.json has no valid retrieval settings ({e}); retrain it with `hindsight train`"
-            ))
-        })
-    }
-
     /// Fails unless `index` was built with the same dataset mapping.
     pub fn check_index(&self, index: &BehaviorIndex) -> Result<()> {
         let found = &index.manifest().mapping_name;
@@ -138,22 +149,6 @@ impl Prepared {
         })
     }
 
-    /// The model examples of one split.
-    pub fn examples(&self, split: Split) -> Vec<Example> {
-        self.samples
-            .iter()
-            .zip(&self.histories)
-            .filter(|(s, _)| s.split == split)
-            .map(|(s, h)| Example {
-                user_id: s.user_id,
-                label: s.label,
-                target: s.target.clone(),
-                timestamp: s.timestamp,
-                history: h.clone(),
-            })
-            .collect()
-    }
-
     /// History lengths (before the target) of one split, in sample order.
     pub fn history_lens(&self, split: Split) -> Vec<u32> {
         self.samples
@@ -161,78 +156,6 @@ impl Prepared {
             .filter(|s| s.split == split)
             .map(|s| s.history_len())
             .collect()
-    }
-
-    /// Trains a model on the train split, early-stopping on the valid split.
-    pub fn train(
-        &self,
-        cfg: &ModelConfig,
-        opts: TrainOptions,
-    ) -> Result<(TrainedModel, TrainReport)> {
-        let (tr, va) = (self.examples(Split::Train), self.examples(Split::Valid));
-        let (mut model, report) = train(cfg, &tr, &va, opts)?;
-        model.set_retrieval(serde_json::to_value(&self.settings).expect("settings serialize"));
-        Ok((model, report))
-    }
-
-    /// Evaluates a model on the test split.
-    pub fn evaluate(&self, model: &TrainedModel) -> Result<EvalReport> {
-        let settings = RetrievalSettings::of(model)?;
-        if settings.strategy != self.settings.strategy || settings.n != self.settings.n {
-            return Err(EngineError::Mismatch(format!(
-                "the model was trained with {} N={} but the samples were retrieved with {} N={}",
-                settings.strategy, settings.n, self.settings.strategy, self.settings.n
-            )));
-        }
-        let test = self.examples(Split::Test);
-        if test.is_empty() {
-            return Err(EngineError::Mismatch("the test split is empty".into()));
-        }
-        let lens = self.history_lens(Split::Test);
-        let t0 = Instant::now();
-        let probs = model.score(&test)?;
-        let secs = t0.elapsed().as_secs_f64();
-        let labels: Vec<u8> = test.iter().map(|e| e.label).collect();
-        let users: Vec<u64> = test.iter().map(|e| e.user_id).collect();
-        let slice = |keep: &dyn Fn(u32) -> bool| {
-            let idx: Vec<usize> = (0..test.len()).filter(|&i| keep(lens[i])).collect();
-            let p: Vec<f32> = idx.iter().map(|&i| probs[i]).collect();
-            let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
-            let u: Vec<u64> = idx.iter().map(|&i| users[i]).collect();
-            Metrics {
-                samples: idx.len(),
-                auc: auc(&p, &l),
-                gauc: gauc(&u, &p, &l),
-                logloss: if idx.is_empty() {
-                    None
-                } else {
-                    Some(logloss(&p, &l))
-                },
-            }
-        };
-        let long = self.settings.protocol.long_history;
-        let buckets = [(20, 50), (50, 100), (100, 200), (200, 500), (500, u32::MAX)];
-        Ok(EvalReport {
-            model: model.config().kind.as_str().to_owned(),
-            strategy: settings.strategy.as_str().to_owned(),
-            n: settings.n,
-            dataset: settings.mapping.clone(),
-            all: slice(&|_| true),
-            long_history: slice(&|l| l > long),
-            long_history_threshold: long,
-            by_history: buckets
-                .iter()
-                .map(|&(lo, hi)| (lo, hi, slice(&|l| l >= lo && l < hi)))
-                .filter(|b| b.2.samples > 0)
-                .map(|(lo, hi, m)| Bucket {
-                    from: lo,
-                    to: hi,
-                    metrics: m,
-                })
-                .collect(),
-            inference_samples_per_sec: test.len() as f64 / secs.max(1e-9),
-            device: hindsight_model::device_name(model.device()),
-        })
     }
 }
 
@@ -285,5 +208,5 @@ pub struct EvalReport {
     pub device: String,
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "model"))]
 mod tests;

@@ -1,7 +1,7 @@
 use hindsight_core::ItemFeatures;
 use hindsight_index::NewBehavior;
 use hindsight_logs::DatasetMapping;
-use hindsight_model::{Device, ModelKind};
+use hindsight_model::{Device, ModelConfig, ModelKind, TrainOptions, TrainedModel};
 
 use super::*;
 
@@ -143,4 +143,92 @@ fn scorer_scores_candidates_in_one_pass_like_one_by_one() {
         let s = scorer.score(&snap, &small).unwrap();
         assert!(s.retrieved.iter().all(|r| r.len() == 3));
     }
+}
+
+#[test]
+fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
+    use crate::grid::{Grid, GridEvent, GridSpec};
+    use std::sync::{Arc, Mutex};
+
+    hindsight_model::set_cpu_threads(1);
+    let (_dir, index) = index();
+    let spec = GridSpec {
+        strategies: vec![StrategyKind::Recent, StrategyKind::SimHard],
+        models: vec![ModelKind::SumPool],
+        n: 8,
+        din_small_n: 4,
+        epochs: Some(1),
+        device: Device::Cpu,
+        threads: 1,
+        ..GridSpec::default()
+    };
+    #[derive(Default)]
+    struct Seen {
+        retrieving: Vec<(StrategyKind, usize)>,
+        runs: Vec<(usize, usize)>,
+        batches: usize,
+        epochs: usize,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s = seen.clone();
+    let mut grid = Grid::new(
+        &index,
+        spec.clone(),
+        Box::new(move |e| {
+            let mut s = s.lock().unwrap();
+            match e {
+                GridEvent::Retrieving { strategy, n } => s.retrieving.push((*strategy, *n)),
+                GridEvent::Run {
+                    position, total, ..
+                } => s.runs.push((*position, *total)),
+                GridEvent::Train(TrainProgress::Batch { .. }) => s.batches += 1,
+                GridEvent::Train(TrainProgress::Epoch(_)) => s.epochs += 1,
+            }
+        }),
+    )
+    .unwrap();
+    let plan = grid.runs().to_vec();
+    assert_eq!(plan, spec.runs());
+    assert!(grid.samples().is_none());
+    let mut results = Vec::new();
+    while let Some(r) = grid.run_next().unwrap() {
+        results.push(r);
+    }
+    assert_eq!(results.len(), 4);
+    let counts = grid.samples().expect("known after the first run").clone();
+    for (r, run) in results.iter().zip(&plan) {
+        assert_eq!(r.run, *run);
+        assert_eq!(
+            (r.row.strategy.as_str(), r.row.n, r.row.model.as_str()),
+            (run.strategy.as_str(), run.n, run.model.as_str())
+        );
+        assert_eq!(r.row.epochs, 1);
+        assert_eq!(r.row.eval.all.samples as u64, counts.test);
+        let settings = RetrievalSettings::of(&r.model).unwrap();
+        assert_eq!((settings.strategy, settings.n), (run.strategy, run.n));
+    }
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(
+            s.retrieving,
+            vec![
+                (StrategyKind::Recent, 8),
+                (StrategyKind::SimHard, 8),
+                (StrategyKind::Recent, 4),
+                (StrategyKind::SimHard, 4),
+            ]
+        );
+        assert_eq!(s.runs, (0..4).map(|p| (p, 4)).collect::<Vec<_>>());
+        assert_eq!(s.epochs, 4);
+        assert!(s.batches >= 4);
+    }
+    // The first run is what `train` + `evaluate` give on the same samples.
+    let prepared = Prepared::new(&index, StrategyKind::Recent, 8, Protocol::default(), 1).unwrap();
+    let cfg = spec.config(ModelKind::SumPool).unwrap();
+    let (model, _) = prepared
+        .train_with_progress(&cfg, Device::Cpu, |_| {})
+        .unwrap();
+    let eval = prepared.evaluate(&model).unwrap();
+    assert_eq!(eval.all.auc, results[0].row.eval.all.auc);
+    assert_eq!(eval.all.logloss, results[0].row.eval.all.logloss);
 }

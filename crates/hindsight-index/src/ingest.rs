@@ -23,12 +23,13 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use hindsight_core::host::now_unix;
 use hindsight_core::ItemFeatures;
 use hindsight_logs::{open_source, DatasetMapping, Row, RowError};
 use roaring::RoaringTreemap;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{now_unix, IngestRecord};
+use crate::manifest::IngestRecord;
 use crate::writer::{NewBehavior, Writer};
 use crate::{BehaviorIndex, IndexError, Result};
 

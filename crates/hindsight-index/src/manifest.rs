@@ -44,7 +44,7 @@ impl Manifest {
             schema_version: SCHEMA_VERSION,
             mapping_name: mapping_name.to_owned(),
             mapping,
-            created_at: now_unix(),
+            created_at: hindsight_core::host::now_unix(),
         }
     }
 
@@ -229,14 +229,6 @@ impl IndexState {
             self.feature_keys as f32 / self.behaviors as f32
         }
     }
-}
-
-/// The current time in Unix seconds.
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -69,6 +69,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::ops::Range;
 
+use hindsight_core::splitmix64;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -520,25 +521,17 @@ pub fn item_category(cfg: &SynthConfig, item_id: u64) -> u64 {
 // ---------------------------------------------------------------------------
 // Hashing and sampling helpers.
 
-/// SplitMix64 finalizer: a fast, well-mixed 64-bit bijection.
-fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Uniform in `[0, 1)` from the top 53 bits.
 fn unit(x: u64) -> f64 {
     (x >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 fn category_salt(seed: u64) -> u64 {
-    mix64(seed ^ 0x6361_7465_676F_7279) // "category"
+    splitmix64(seed ^ 0x6361_7465_676F_7279) // "category"
 }
 
 fn category_from_hash(law: &PowerLaw, salt: u64, item_id: u64) -> u64 {
-    law.sample(unit(mix64(item_id ^ salt))) + 1
+    law.sample(unit(splitmix64(item_id ^ salt))) + 1
 }
 
 /// A Zipf-like law over ranks `0..n`: the continuous density `x^-s` on
@@ -622,11 +615,11 @@ impl Catalog {
             *slot += 1;
         }
         drop(cats);
-        let pop_salt = mix64(cfg.seed ^ 0x706F_7075_6C61_7269); // "populari"
+        let pop_salt = splitmix64(cfg.seed ^ 0x706F_7075_6C61_7269); // "populari"
         let mut laws = Vec::with_capacity(ncat);
         for c in 0..ncat {
             let bucket = &mut members[offsets[c] as usize..offsets[c + 1] as usize];
-            bucket.sort_unstable_by_key(|&it| mix64(u64::from(it) ^ pop_salt));
+            bucket.sort_unstable_by_key(|&it| splitmix64(u64::from(it) ^ pop_salt));
             laws.push(PowerLaw::new(bucket.len() as u64, cfg.item_zipf));
         }
         Catalog {
@@ -854,7 +847,8 @@ impl SynthLog {
     }
 
     fn start_user(&self, user_id: u64, behaviors: usize) -> UserState {
-        let mut rng = ChaCha8Rng::seed_from_u64(mix64(self.seed ^ mix64(user_id ^ 0x7573_6572)));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(splitmix64(self.seed ^ splitmix64(user_id ^ 0x7573_6572)));
         let (lo, hi) = self.pref_range;
         let want = lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize;
         let mut prefs: Vec<u32> = Vec::with_capacity(want);
@@ -1049,7 +1043,7 @@ impl TargetSampler {
         if rows.is_empty() {
             return out;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(mix64(seed ^ 0x7461_7267_6574)); // "target"
+        let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(seed ^ 0x7461_7267_6574)); // "target"
         let ends = [rows.len(), rows.len().div_ceil(2)];
         for kind in TargetKind::ALL {
             for k in 0..per_kind {
@@ -1276,7 +1270,7 @@ mod tests {
             let law = PowerLaw::new(100, s);
             let mut counts = [0u32; 100];
             for i in 0..100_000u64 {
-                let r = law.sample(unit(mix64(i)));
+                let r = law.sample(unit(splitmix64(i)));
                 counts[r as usize] += 1;
             }
             assert!(law.sample(0.0) == 0 && law.sample(0.999_999_999_999) <= 99);
@@ -1318,7 +1312,7 @@ mod tests {
         ];
         values.extend((1..20).map(|k| 10u64.pow(k)));
         values.extend((1..20).map(|k| 10u64.pow(k) - 1));
-        values.extend((0..1000).map(mix64));
+        values.extend((0..1000).map(splitmix64));
         for v in values {
             let mut out = [0u8; 24];
             let end = put_u64(&mut out, 2, v);

@@ -37,7 +37,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (kind, n) = a.retrieval.parse()?;
+    let (kind, n) = (a.retrieval.strategy, a.retrieval.n);
     let index = BehaviorIndex::open_read_only(&a.index)?;
     let snap = index.snapshot();
     let protocol = Protocol {

@@ -3,31 +3,35 @@
 pub mod export;
 pub mod info;
 pub mod ingest;
-pub mod loadtest;
 pub mod mapping;
+#[cfg(feature = "model")]
 pub mod report;
 pub mod retrieve;
+#[cfg(feature = "model")]
 pub mod serve;
 pub mod synth;
+#[cfg(feature = "model")]
 pub mod train;
+
+use hindsight_retrieval::StrategyKind;
 
 /// The retrieval options shared by the commands that retrieve.
 #[derive(clap::Args)]
 pub struct RetrievalArgs {
     /// Retrieval strategy: recent, sim-hard, ubr, hybrid.
     #[arg(long, default_value = "ubr")]
-    pub strategy: String,
+    pub strategy: StrategyKind,
     /// Budget: at most N behaviors retrieved per target.
-    #[arg(short = 'n', long = "n", default_value_t = 50)]
+    #[arg(short = 'n', long = "n", default_value_t = 50, value_parser = at_least_one)]
     pub n: usize,
 }
 
-impl RetrievalArgs {
-    /// The checked strategy and N.
-    pub fn parse(&self) -> anyhow::Result<(hindsight_retrieval::StrategyKind, usize)> {
-        let kind = self.strategy.parse()?;
-        anyhow::ensure!(self.n > 0, "-n must be at least 1");
-        Ok((kind, self.n))
+/// Parses a count that must be at least 1 (clap value parser).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{s:?} is not a count ({e})")),
     }
 }
 
@@ -35,4 +39,47 @@ impl RetrievalArgs {
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
+}
+
+/// The arguments of a model command in a build without the `model`
+/// feature: anything is accepted (`--help` included), so that the command
+/// can say what is missing instead of clap's "unrecognized subcommand".
+#[cfg(not(feature = "model"))]
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct NoModel {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<std::ffi::OsString>,
+}
+
+/// The one line a model command prints in a build without the `model`
+/// feature.
+#[cfg(any(test, not(feature = "model")))]
+pub fn no_model_message(command: &str) -> String {
+    format!(
+        "error: `hindsight {command}` needs libtorch, and this binary was built without the \
+         `model` feature; rebuild it with `cargo build --release -p hindsight-cli --features model` \
+         (libtorch set up by `source scripts/env.sh`)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_must_be_at_least_one() {
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert!(at_least_one("0").unwrap_err().contains("at least 1"));
+        assert!(at_least_one("-1").is_err());
+        assert!(at_least_one("x").is_err());
+    }
+
+    #[test]
+    fn the_no_model_message_names_the_command_and_the_build() {
+        let m = no_model_message("train");
+        assert!(m.contains("`hindsight train`"), "{m}");
+        assert!(m.contains("cargo build --release -p hindsight-cli --features model"));
+        assert!(!m.contains('\n'));
+    }
 }

@@ -1,10 +1,11 @@
-//! `hindsight report`: the strategy x model grid of EVAL.md.
+//! `hindsight report`: formats the evaluation grid that
+//! [`hindsight_engine::grid`] runs (report.md, report.json, the AUC by
+//! history plot).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use hindsight_engine::{EvalReport, Prepared};
+use hindsight_engine::grid::{Grid, GridEvent, GridRow, GridSpec};
 use hindsight_index::{ingest, BehaviorIndex, IngestOptions};
 use hindsight_logs::DatasetMapping;
 use hindsight_model::{Device, ModelKind, StopMetric};
@@ -12,41 +13,43 @@ use hindsight_retrieval::StrategyKind;
 use hindsight_samples::Protocol;
 use serde::Serialize;
 
-use super::train::{model_config, set_torch_threads, train_with_progress};
+use super::train::{print_eval, progress_display, set_torch_threads};
 
 /// Train and evaluate every (strategy, model) pair on a dataset and write
 /// the report: report.md (tables), report.json, auc_by_history.png.
 ///
 /// The grid: strategies recent, sim-hard, ubr, hybrid x models sum_pool,
-/// din, dien at N = 50, plus DIN at N = 20. The index is built from the
-/// bundled data when absent. Results are written after every run, so an
-/// interrupted report keeps what it finished.
+/// din, dien at N = 50, plus DIN at N = 20. Results are written after every
+/// run, so an interrupted report keeps what it finished.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Dataset: taobao or movielens.
+    /// The dataset's name in the report, and the default index
+    /// index/<dataset>. Any name works with an existing --index; when the
+    /// index is absent, taobao and movielens build it from --data.
     #[arg(long)]
     pub dataset: String,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
-    /// Index folder (default index/<dataset>; built if absent).
+    /// Index folder (default index/<dataset>; built if absent, for taobao
+    /// and movielens).
     #[arg(long)]
     pub index: Option<PathBuf>,
     /// Data folder holding taobao/ and movielens-small/.
     #[arg(long, default_value = "../shared/data")]
     pub data: PathBuf,
-    /// Models (comma-separated).
+    /// Models (comma-separated): sum_pool, din, dien.
     #[arg(long, value_delimiter = ',', default_value = "sum_pool,din,dien")]
-    pub models: Vec<String>,
-    /// Strategies (comma-separated).
+    pub models: Vec<ModelKind>,
+    /// Strategies (comma-separated): recent, sim-hard, ubr, hybrid.
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "recent,sim-hard,ubr,hybrid"
     )]
-    pub strategies: Vec<String>,
+    pub strategies: Vec<StrategyKind>,
     /// Budget N of the main grid.
-    #[arg(short = 'n', long = "n", default_value_t = 50)]
+    #[arg(short = 'n', long = "n", default_value_t = 50, value_parser = super::at_least_one)]
     pub n: usize,
     /// Also run DIN at this smaller N for every strategy (0: skip).
     #[arg(long, default_value_t = 20)]
@@ -56,10 +59,10 @@ pub struct Args {
     pub epochs: Option<usize>,
     /// What early stopping maximises: auc-minus-logloss (default) or auc.
     #[arg(long)]
-    pub stop_metric: Option<String>,
+    pub stop_metric: Option<StopMetric>,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// CPU threads of libtorch. Default 1: on a small shared machine, more
     /// threads than free cores make libtorch's spinning workers collapse
     /// (an epoch took 20x longer with 2 threads beside other jobs).
@@ -68,20 +71,6 @@ pub struct Args {
     /// Where trained models are kept (folder per run); none if not given.
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
-}
-
-#[derive(Serialize)]
-struct Row {
-    strategy: String,
-    n: usize,
-    model: String,
-    eval: EvalReport,
-    train_seconds: f64,
-    train_samples_per_sec: f64,
-    epochs: usize,
-    best_epoch: usize,
-    best_valid_auc: Option<f64>,
-    retrieval_seconds: f64,
 }
 
 #[derive(Serialize)]
@@ -94,13 +83,13 @@ struct Report {
     stop_metric: StopMetric,
     patience: usize,
     samples: Option<hindsight_samples::SampleCounts>,
-    rows: Vec<Row>,
+    rows: Vec<GridRow>,
 }
 
 impl Report {
     /// The DIN rows at the grid's main N (the N of the first row): what the
     /// by-history table and the plot are drawn from.
-    fn main_din_rows(&self) -> Vec<&Row> {
+    fn main_din_rows(&self) -> Vec<&GridRow> {
         let Some(first) = self.rows.first() else {
             return Vec::new();
         };
@@ -111,29 +100,6 @@ impl Report {
     }
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
-}
-
-fn date() -> String {
-    std::process::Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
 fn open_or_build(dataset: &str, index: &Path, data: &Path) -> Result<BehaviorIndex> {
     if index.join("hindsight.json").exists() {
         return Ok(BehaviorIndex::open(index)?);
@@ -141,7 +107,11 @@ fn open_or_build(dataset: &str, index: &Path, data: &Path) -> Result<BehaviorInd
     let (preset, input) = match dataset {
         "taobao" => ("taobao", data.join("taobao/UserBehavior.csv")),
         "movielens" => ("movielens", data.join("movielens-small")),
-        other => bail!("unknown dataset {other:?}; use taobao or movielens"),
+        other => bail!(
+            "no index at {} and no bundled data for dataset {other:?}; give --index with an \
+             existing index, or use taobao or movielens",
+            index.display()
+        ),
     };
     let mapping = DatasetMapping::preset(preset)?;
     eprintln!("building {} from {}", index.display(), input.display());
@@ -330,27 +300,22 @@ fn write(r: &Report, out: &Path) -> Result<()> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let device: Device = a.device.parse()?;
-    device.resolve()?;
+    a.device.resolve()?;
     set_torch_threads(a.torch_threads);
-    let strategies: Vec<StrategyKind> = a
-        .strategies
-        .iter()
-        .map(|s| s.parse())
-        .collect::<Result<_, _>>()?;
-    let models: Vec<ModelKind> = a
-        .models
-        .iter()
-        .map(|m| m.parse())
-        .collect::<Result<_, _>>()?;
+    let spec = GridSpec {
+        strategies: a.strategies.clone(),
+        models: a.models.clone(),
+        n: a.n,
+        din_small_n: a.din_small_n,
+        epochs: a.epochs,
+        stop_metric: a.stop_metric,
+        device: a.device,
+        protocol: Protocol::default(),
+        threads: 2,
+    };
     // Every run's config, checked before the (long) index build and
     // retrieval.
-    let mut stop = None;
-    for kind in &models {
-        let cfg = model_config(kind.as_str(), None, a.epochs, a.stop_metric.as_deref())?;
-        stop = Some((cfg.stop_metric, cfg.patience));
-    }
-    let (stop_metric, patience) = stop.context("--models is empty")?;
+    let (stop_metric, patience) = spec.check()?;
     let index_path = a
         .index
         .clone()
@@ -359,61 +324,55 @@ pub fn run(a: Args) -> Result<()> {
     let mut report = Report {
         dataset: a.dataset.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: machine(),
-        date: date(),
+        machine: hindsight_core::host::machine(),
+        date: hindsight_core::host::utc_minutes(hindsight_core::host::now_unix()),
         stop_metric,
         patience,
         samples: None,
         rows: Vec::new(),
     };
-    let mut runs: Vec<(StrategyKind, usize, Vec<ModelKind>)> = strategies
-        .iter()
-        .map(|&s| (s, a.n, models.clone()))
-        .collect();
-    if a.din_small_n > 0 && a.din_small_n != a.n {
-        runs.extend(
-            strategies
-                .iter()
-                .map(|&s| (s, a.din_small_n, vec![ModelKind::Din])),
-        );
-    }
-    let started = Instant::now();
-    for (strategy, n, models) in runs {
-        let prepared = Prepared::new(&index, strategy, n, Protocol::default(), 2)?;
-        report
-            .samples
-            .get_or_insert_with(|| prepared.counts.clone());
-        for kind in models {
-            eprintln!(
-                "== {} / {} N={} ({:.0} s elapsed)",
-                kind,
-                strategy,
-                n,
-                started.elapsed().as_secs_f64()
-            );
-            let cfg = model_config(kind.as_str(), None, a.epochs, a.stop_metric.as_deref())?;
-            let (model, tr) = train_with_progress(&prepared, &cfg, device, false)?;
-            let eval = prepared.evaluate(&model)?;
-            super::train::print_eval(&eval);
-            if let Some(dir) = &a.models_dir {
-                model.save(dir.join(format!("{}-{}-{}-{}", a.dataset, kind, strategy, n)))?;
+    // One progress bar per run, handed to the grid's callback.
+    let current: std::sync::Arc<std::sync::Mutex<Option<ProgressDisplay>>> = Default::default();
+    let cur = current.clone();
+    let mut grid = Grid::new(
+        &index,
+        spec,
+        Box::new(move |ev| {
+            let mut cur = cur.lock().unwrap_or_else(|e| e.into_inner());
+            match ev {
+                GridEvent::Retrieving { .. } => {}
+                GridEvent::Run {
+                    run, elapsed_secs, ..
+                } => {
+                    if let Some((bar, _)) = cur.take() {
+                        bar.finish_and_clear();
+                    }
+                    eprintln!("== {run} ({elapsed_secs:.0} s elapsed)");
+                    let (bar, show) = progress_display(run.model, false);
+                    *cur = Some((bar, Box::new(show)));
+                }
+                GridEvent::Train(p) => {
+                    if let Some((_, show)) = cur.as_mut() {
+                        show(p);
+                    }
+                }
             }
-            let trained: f64 = tr.epochs.iter().map(|e| e.seconds).sum();
-            let seen = tr.train_examples as f64 * tr.epochs.len() as f64;
-            report.rows.push(Row {
-                strategy: strategy.as_str().to_owned(),
-                n,
-                model: kind.as_str().to_owned(),
-                eval,
-                train_seconds: tr.seconds,
-                train_samples_per_sec: seen / trained.max(1e-9),
-                epochs: tr.epochs.len(),
-                best_epoch: tr.best_epoch,
-                best_valid_auc: tr.best_valid_auc,
-                retrieval_seconds: prepared.retrieval_secs,
-            });
-            write(&report, &a.out)?;
+        }),
+    )?;
+    while let Some(result) = grid.run_next()? {
+        if let Some((bar, _)) = current.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
         }
+        print_eval(&result.row.eval);
+        if let Some(dir) = &a.models_dir {
+            let r = result.run;
+            result
+                .model
+                .save(dir.join(format!("{}-{}-{}-{}", a.dataset, r.model, r.strategy, r.n)))?;
+        }
+        report.samples = grid.samples().cloned();
+        report.rows.push(result.row);
+        write(&report, &a.out)?;
     }
     plot(&report, &a.out.join("auc_by_history.png"))?;
     write(&report, &a.out)?;
@@ -425,3 +384,9 @@ pub fn run(a: Args) -> Result<()> {
     );
     Ok(())
 }
+
+/// A run's progress bar and the display fed by the grid's events.
+type ProgressDisplay = (
+    indicatif::ProgressBar,
+    Box<dyn FnMut(&hindsight_engine::TrainProgress<'_>) + Send>,
+);

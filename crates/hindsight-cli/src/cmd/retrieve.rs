@@ -97,7 +97,7 @@ fn names(vocab: &Vocab, ids: &[u64]) -> Vec<String> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (kind, n) = a.retrieval.parse()?;
+    let (kind, n) = (a.retrieval.strategy, a.retrieval.n);
     let index = BehaviorIndex::open_read_only(&a.index)?;
     let snap = index.snapshot();
     let vocabs: &Vocabularies = &snap.state().vocabs;

@@ -29,7 +29,7 @@ pub struct Args {
     /// auto, cpu or cuda [default: auto].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
+    pub device: Option<hindsight_model::Device>,
     /// libtorch CPU threads per forward pass [default: 1].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

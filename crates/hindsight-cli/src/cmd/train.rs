@@ -3,11 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use hindsight_engine::{EvalReport, Prepared, RetrievalSettings};
+use hindsight_engine::{EvalReport, Prepared, RetrievalSettings, TrainProgress};
 use hindsight_index::BehaviorIndex;
-use hindsight_model::{
-    Device, ModelConfig, ModelKind, TrainEvent, TrainOptions, TrainReport, TrainedModel,
-};
+use hindsight_model::{Device, ModelConfig, ModelKind, StopMetric, TrainedModel};
 use hindsight_samples::Protocol;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -25,7 +23,7 @@ pub struct TrainArgs {
     pub index: PathBuf,
     /// Model: sum_pool, din, dien.
     #[arg(long, default_value = "din")]
-    pub model: String,
+    pub model: ModelKind,
     #[command(flatten)]
     pub retrieval: super::RetrievalArgs,
     /// Output model folder (config.json + weights.safetensors).
@@ -33,7 +31,7 @@ pub struct TrainArgs {
     pub out: PathBuf,
     /// auto (CUDA when present), cpu or cuda.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// A model config JSON (hindsight_model::ModelConfig); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -42,7 +40,7 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     /// What early stopping maximises: auc-minus-logloss (default) or auc.
     #[arg(long)]
-    pub stop_metric: Option<String>,
+    pub stop_metric: Option<StopMetric>,
     /// Seed of sampling and training.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -58,12 +56,11 @@ pub struct TrainArgs {
 
 /// Loads or builds the model config of a run.
 pub fn model_config(
-    kind: &str,
+    kind: ModelKind,
     config: Option<&Path>,
     epochs: Option<usize>,
-    stop_metric: Option<&str>,
+    stop_metric: Option<StopMetric>,
 ) -> Result<ModelConfig> {
-    let kind: ModelKind = kind.parse()?;
     let mut cfg = match config {
         Some(p) => {
             let text =
@@ -78,7 +75,7 @@ pub fn model_config(
         cfg.epochs = e;
     }
     if let Some(m) = stop_metric {
-        cfg.stop_metric = m.parse()?;
+        cfg.stop_metric = m;
     }
     cfg.validate()?;
     Ok(cfg)
@@ -89,13 +86,13 @@ pub fn set_torch_threads(n: Option<i32>) {
     hindsight_model::set_cpu_threads(n.unwrap_or(1));
 }
 
-/// Trains with a progress bar on stderr.
-pub fn train_with_progress(
-    prepared: &Prepared,
-    cfg: &ModelConfig,
-    device: Device,
+/// A training progress display on stderr: a bar on a terminal; without
+/// one, or when `quiet` (`--json`), a line every tenth of an epoch and
+/// every epoch instead.
+pub fn progress_display(
+    kind: ModelKind,
     quiet: bool,
-) -> Result<(TrainedModel, TrainReport)> {
+) -> (ProgressBar, impl FnMut(&TrainProgress<'_>) + Send + 'static) {
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -106,41 +103,37 @@ pub fn train_with_progress(
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(format!("{} e1", cfg.kind));
+    bar.set_prefix(format!("{kind} e1"));
     let b = bar.clone();
     // Without a terminal (a job logging to a file, or --json) the bar is
     // hidden: print a line every tenth of an epoch and every epoch instead.
     let plain = b.is_hidden();
-    let batch_size = cfg.batch_size;
-    let mut epoch_start = std::time::Instant::now();
-    let progress = Box::new(move |ev: &TrainEvent| match ev {
-        TrainEvent::Batch {
+    let show = move |ev: &TrainProgress<'_>| match *ev {
+        TrainProgress::Batch {
             epoch,
             batch,
             batches,
             loss,
+            epoch_secs,
+            samples_per_sec,
         } => {
-            if *batch == 0 {
-                epoch_start = std::time::Instant::now();
-                b.set_length(*batches as u64);
+            if batch == 0 {
+                b.set_length(batches as u64);
                 b.set_prefix(format!("epoch {epoch}"));
             }
-            b.set_position(*batch as u64 + 1);
-            let secs = epoch_start.elapsed().as_secs_f64();
-            // Approximate: the last batch of an epoch may be smaller.
-            let rate = ((batch + 1) * batch_size) as f64 / secs.max(1e-9);
+            b.set_position(batch as u64 + 1);
             if batch % 20 == 0 {
-                b.set_message(format!("loss {loss:.4}, {rate:.0} samples/s"));
+                b.set_message(format!("loss {loss:.4}, {samples_per_sec:.0} samples/s"));
             }
-            let tenth = (*batches / 10).max(1);
-            if plain && (batch + 1) % tenth == 0 && batch + 1 < *batches {
+            let tenth = (batches / 10).max(1);
+            if plain && (batch + 1) % tenth == 0 && batch + 1 < batches {
                 eprintln!(
-                    "epoch {epoch}: {}/{batches} batches, loss {loss:.4}, {rate:.0} samples/s, {secs:.0} s",
+                    "epoch {epoch}: {}/{batches} batches, loss {loss:.4}, {samples_per_sec:.0} samples/s, {epoch_secs:.0} s",
                     batch + 1,
                 );
             }
         }
-        TrainEvent::Epoch(e) => {
+        TrainProgress::Epoch(e) => {
             let line = format!(
                 "epoch {}: train loss {:.4}{}, valid AUC {}, valid logloss {:.4}, {:.0} samples/s, {:.1} s{}",
                 e.epoch,
@@ -158,27 +151,13 @@ pub fn train_with_progress(
                 b.println(line);
             }
         }
-    });
-    let opts = TrainOptions {
-        device,
-        n: prepared.settings.n,
-        seed: Some(cfg.seed),
-        progress: Some(progress),
     };
-    let out = prepared.train(cfg, opts);
-    bar.finish_and_clear();
-    Ok(out?)
+    (bar, show)
 }
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
-    let (strategy, n) = a.retrieval.parse()?;
-    let device: Device = a.device.parse()?;
-    let mut cfg = model_config(
-        &a.model,
-        a.config.as_deref(),
-        a.epochs,
-        a.stop_metric.as_deref(),
-    )?;
+    let (strategy, n, device) = (a.retrieval.strategy, a.retrieval.n, a.device);
+    let mut cfg = model_config(a.model, a.config.as_deref(), a.epochs, a.stop_metric)?;
     cfg.seed = a.seed;
     device.resolve()?;
     set_torch_threads(a.torch_threads);
@@ -200,7 +179,10 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
             prepared.retrieval_secs
         );
     }
-    let (model, report) = train_with_progress(&prepared, &cfg, device, a.json)?;
+    let (bar, progress) = progress_display(cfg.kind, a.json);
+    let trained = prepared.train_with_progress(&cfg, device, progress);
+    bar.finish_and_clear();
+    let (model, report) = trained?;
     model
         .save(&a.out)
         .with_context(|| format!("saving the model to {}", a.out.display()))?;
@@ -239,7 +221,7 @@ pub struct EvalArgs {
     pub model: PathBuf,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: Device,
     /// CPU threads of libtorch. Default 1: on a small shared machine, more
     /// threads than free cores make libtorch's spinning workers collapse
     /// (an epoch took 20x longer with 2 threads beside other jobs).
@@ -279,9 +261,8 @@ pub fn print_eval(r: &EvalReport) {
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<()> {
-    let device: Device = a.device.parse()?;
     set_torch_threads(a.torch_threads);
-    let model = TrainedModel::load(&a.model, device)?;
+    let model = TrainedModel::load(&a.model, a.device)?;
     let settings = RetrievalSettings::of(&model)?;
     let index = BehaviorIndex::open_read_only(&a.index)?;
     settings.check_index(&index)?;

@@ -1,10 +1,15 @@
-//! `hindsight load-test`: an open-loop load generator for a running
+//! `hindsight-load-test`: an open-loop load generator for a running
 //! `hindsight serve`.
 //!
 //! Requests are sent on a fixed schedule (not "as fast as answers come
 //! back"), and each latency is measured from the request's scheduled time,
 //! so a stalled server shows up in the percentiles instead of silently
 //! slowing the generator down (no coordinated omission).
+//!
+//! A tool, not part of the product binary: it needs an HTTP client and no
+//! model, so it lives in its own crate and builds without libtorch.
+
+use std::process::ExitCode;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use clap::Parser;
+use hindsight_core::metrics::percentile;
 use hindsight_index::BehaviorIndex;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -21,9 +28,17 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::json;
 
-/// Arguments of `hindsight load-test` (documented on the subcommand).
-#[derive(clap::Args)]
-pub struct Args {
+/// Load a running `hindsight serve` at a fixed rate and report latency
+/// percentiles.
+///
+/// Open loop: requests go out on schedule and latency counts from the
+/// scheduled time. Score requests (real users, items and categories
+/// sampled from --index) run at --rate while appends run at --append-rate;
+/// afterwards every acknowledged behavior is read back, and the command
+/// fails if one is missing.
+#[derive(Parser)]
+#[command(name = "hindsight-load-test", version, about, long_about)]
+struct Args {
     /// The server.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
@@ -122,14 +137,6 @@ async fn post(
     Ok((status, bytes))
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i]
-}
-
 fn stats(route: &'static str, log: &Log, secs: f64) -> RouteStats {
     let measured: Vec<&(bool, u16, f64)> = log.samples.iter().filter(|s| s.0).collect();
     let mut lat: Vec<f64> = measured.iter().map(|s| s.2 * 1e3).collect();
@@ -198,7 +205,7 @@ async fn drive(
     while tasks.join_next().await.is_some() {}
 }
 
-pub fn run(a: Args) -> Result<()> {
+fn run(a: Args) -> Result<()> {
     if a.rate <= 0.0 || a.duration <= 0.0 || a.candidates == 0 {
         bail!("--rate, --duration and --candidates must be positive");
     }
@@ -403,4 +410,14 @@ pub fn run(a: Args) -> Result<()> {
         bail!("{} acknowledged behaviors are missing", outcome.missing);
     }
     Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
