@@ -200,6 +200,11 @@ pub struct EvalReport {
     pub long_history: Metrics,
     /// The threshold of the long-history slice.
     pub long_history_threshold: u32,
+    /// The new-item slice: pairs whose positive item is not in the user's
+    /// history before the target, with their negatives. `None` only in
+    /// reports written before the slice existed.
+    #[serde(default)]
+    pub new_item: Option<Metrics>,
     /// Metrics by history-length bucket.
     pub by_history: Vec<Bucket>,
     /// Test samples scored per second (batched, no grad).

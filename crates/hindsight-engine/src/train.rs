@@ -138,13 +138,19 @@ impl Prepared {
             return Err(EngineError::Mismatch("the test split is empty".into()));
         }
         let lens = self.history_lens(Split::Test);
+        let new_item: Vec<bool> = self
+            .samples
+            .iter()
+            .filter(|s| s.split == Split::Test)
+            .map(|s| s.new_item)
+            .collect();
         let t0 = Instant::now();
         let probs = model.score(&test)?;
         let secs = t0.elapsed().as_secs_f64();
         let labels: Vec<u8> = test.iter().map(|e| e.label).collect();
         let users: Vec<u64> = test.iter().map(|e| e.user_id).collect();
-        let slice = |keep: &dyn Fn(u32) -> bool| {
-            let idx: Vec<usize> = (0..test.len()).filter(|&i| keep(lens[i])).collect();
+        let slice_of = |keep: &dyn Fn(usize) -> bool| {
+            let idx: Vec<usize> = (0..test.len()).filter(|&i| keep(i)).collect();
             let p: Vec<f32> = idx.iter().map(|&i| probs[i]).collect();
             let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
             let u: Vec<u64> = idx.iter().map(|&i| users[i]).collect();
@@ -159,6 +165,7 @@ impl Prepared {
                 },
             }
         };
+        let slice = |keep: &dyn Fn(u32) -> bool| slice_of(&|i| keep(lens[i]));
         let long = self.settings.protocol.long_history;
         let buckets = [(20, 50), (50, 100), (100, 200), (200, 500), (500, u32::MAX)];
         Ok(EvalReport {
@@ -169,6 +176,7 @@ impl Prepared {
             all: slice(&|_| true),
             long_history: slice(&|l| l > long),
             long_history_threshold: long,
+            new_item: Some(slice_of(&|i| new_item[i])),
             by_history: buckets
                 .iter()
                 .map(|&(lo, hi)| (lo, hi, slice(&|l| l >= lo && l < hi)))

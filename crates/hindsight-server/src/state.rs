@@ -278,7 +278,11 @@ impl AppState {
     /// Why the server cannot take appends (and is not ready), if it
     /// cannot: the writer thread of the current index died.
     pub fn writer_failure(&self) -> Option<String> {
-        self.serving.load().appender.as_ref().and_then(|a| a.failure())
+        self.serving
+            .load()
+            .appender
+            .as_ref()
+            .and_then(|a| a.failure())
     }
 
     /// Counts a shed request and builds its 503.

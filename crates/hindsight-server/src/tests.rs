@@ -833,7 +833,14 @@ async fn protocol_level_rejections_have_the_json_error_body() {
 async fn a_dead_writer_makes_the_server_not_ready_and_appends_503() {
     let app = App::new(|_| {});
     assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
-    app.state.serving.load().appender.clone().unwrap().kill_for_test().await;
+    app.state
+        .serving
+        .load()
+        .appender
+        .clone()
+        .unwrap()
+        .kill_for_test()
+        .await;
     let (s, r) = app.get("/readyz").await;
     assert_eq!(
         (s, r["status"].as_str()),
@@ -972,4 +979,39 @@ async fn without_the_model_feature_appends_and_reads_are_served_and_score_is_not
     );
     let (_, doc) = app.get("/openapi.json").await;
     assert!(doc["paths"]["/v1/score"].is_null() && doc["paths"]["/v1/behaviors"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_beside_a_writer_serves_reads_and_refuses_appends() {
+    // The writing server holds the index's writer lock; a read-only one on
+    // the same folder still opens, serves reads and says why it refuses
+    // appends.
+    let writer = App::new(|_| {});
+    let mut cfg = writer.state.config.clone();
+    cfg.read_only = true;
+    let reader = AppState::open(cfg).expect("a read-only server takes no lock");
+    let reader = App {
+        dir: tempfile::tempdir().unwrap(),
+        state: reader,
+    };
+    let (s, r) = reader.get("/readyz").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) = reader.get("/v1/users/1/behaviors?limit=3").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["behaviors"].as_array().map(Vec::len), Some(3), "{r}");
+    let (s, r) = reader
+        .post(
+            "/v1/behaviors",
+            json!({"behaviors": [{"user_id": 1, "item_id": 1, "timestamp": 5}]}).to_string(),
+        )
+        .await;
+    assert_eq!((s, code(&r)), (StatusCode::CONFLICT, "read_only"), "{r}");
+    // The writer's appends are unaffected.
+    let (s, r) = writer
+        .post(
+            "/v1/behaviors",
+            json!({"behaviors": [{"user_id": 1, "item_id": 1, "timestamp": 5}]}).to_string(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
 }

@@ -50,6 +50,12 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
+    /// Serve the index read-only: take no writer lock (an index on a
+    /// read-only mount, or one another process writes), refuse appends
+    /// with 409 read_only.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
     /// A file holding the bearer token that guards writes (kept off the
     /// command line so that it does not show in `ps`).
     #[arg(long)]

@@ -257,6 +257,15 @@ pub fn print_eval(r: &EvalReport) {
         fmt(r.long_history.gauc),
         fmt(r.long_history.logloss)
     );
+    if let Some(m) = &r.new_item {
+        println!(
+            "  new item:  {:>6} samples  AUC {}  gAUC {}  logloss {}",
+            m.samples,
+            fmt(m.auc),
+            fmt(m.gauc),
+            fmt(m.logloss)
+        );
+    }
     println!("  inference {:.0} samples/s", r.inference_samples_per_sec);
 }
 
@@ -285,6 +294,10 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         v["long_logloss"] = serde_json::json!(report.long_history.logloss);
         v["test_samples"] = serde_json::json!(report.all.samples);
         v["long_samples"] = serde_json::json!(report.long_history.samples);
+        if let Some(m) = &report.new_item {
+            v["new_item_auc"] = serde_json::json!(m.auc);
+            v["new_item_samples"] = serde_json::json!(m.samples);
+        }
         return super::print_json(&v);
     }
     print_eval(&report);
