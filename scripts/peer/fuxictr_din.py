@@ -193,7 +193,7 @@ class SeededParquetDataLoader(ParquetDataLoader):
 
 
 # ---------------------------------------------------------------------------
-# Metrics (docs: EVAL.md "Metrics")
+# Metrics (docs/evaluation-protocol.md, "Metrics and slices")
 # ---------------------------------------------------------------------------
 def auc_or_none(y, p):
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None

@@ -81,7 +81,7 @@ fn taobao_ingests_with_the_real_counts() {
         }
     }
     assert_eq!(per_type, [75_871, 4_497, 2_356, 1_750]);
-    // EVAL.md: 68,679 positives = behaviors with seq >= 20.
+    // docs/evaluation-protocol.md: 68,679 positives = behaviors with seq >= 20.
     let mut users = std::collections::BTreeSet::new();
     for seg in snap.segments() {
         for doc in 0..seg.max_doc() {

@@ -1,4 +1,4 @@
-//! Ranking and calibration metrics of the evaluation protocol (EVAL.md):
+//! Ranking and calibration metrics of the evaluation protocol (docs/evaluation-protocol.md):
 //! AUC, gAUC (per-user AUC weighted by the user's number of samples, over
 //! users that have both labels, as in DIN, Zhou et al. KDD 2018) and
 //! logloss.

@@ -2,7 +2,7 @@
 //! N behaviors of the user's lifelong history that matter most for scoring
 //! the target, as of a point in time.
 //!
-//! Strategies (see EVAL.md for the protocol they are compared under):
+//! Strategies (see docs/evaluation-protocol.md for the protocol they are compared under):
 //!
 //! | name       | what it picks | after |
 //! |------------|---------------|-------|

@@ -10,7 +10,7 @@ use hindsight_samples::{build_samples, export, retrieve_histories, ExportMeta, P
 
 /// Export the evaluation-protocol samples with their retrieved histories.
 ///
-/// Builds every sample of EVAL.md (positives from seq >= 20, one
+/// Builds every sample of the evaluation protocol (docs/evaluation-protocol.md) (positives from seq >= 20, one
 /// popularity-sampled negative each, seed 42, per-user chronological split),
 /// retrieves each one's history as of its target with the strategy, and
 /// writes train.csv, valid.csv, test.csv and meta.json (layout inside) for

@@ -82,6 +82,8 @@ struct Report {
     /// Early stopping: what it maximises and its patience, as run.
     stop_metric: StopMetric,
     patience: usize,
+    /// The sampling protocol the grid ran under.
+    protocol: Protocol,
     samples: Option<hindsight_samples::SampleCounts>,
     rows: Vec<GridRow>,
 }
@@ -146,8 +148,14 @@ fn markdown(r: &Report) -> String {
     );
     if let Some(c) = &r.samples {
         s += &format!(
-            "- samples (EVAL.md v1): {} positives; train {}, valid {}, test {} (with negatives)\n",
-            c.positives, c.train, c.valid, c.test
+            "- samples (docs/evaluation-protocol.md v{}, {} negatives): {} positives ({} with an item new to the user); train {}, valid {}, test {} (with negatives)\n",
+            r.protocol.version,
+            r.protocol.negatives.as_str(),
+            c.positives,
+            c.new_item_positives,
+            c.train,
+            c.valid,
+            c.test
         );
     }
     if let Some(row) = r.rows.first() {
@@ -328,6 +336,7 @@ pub fn run(a: Args) -> Result<()> {
         date: hindsight_core::host::utc_minutes(hindsight_core::host::now_unix()),
         stop_metric,
         patience,
+        protocol: spec.protocol.clone(),
         samples: None,
         rows: Vec::new(),
     };

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train a CTR model on the evaluation-protocol samples of an index.
 ///
-/// Samples (EVAL.md) are built from the index and each one's history is
+/// Samples (docs/evaluation-protocol.md) are built from the index and each one's history is
 /// retrieved as of its target with the strategy and N given; the model
 /// trains on the train split with early stopping (on validation AUC minus
 /// logloss by default: `stop_metric` in the model config) and is saved

@@ -15,7 +15,6 @@ pub mod health;
 pub mod score;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -30,11 +29,7 @@ use crate::state::{AppState, Deadline};
 
 type Shared = State<Arc<AppState>>;
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use hindsight_core::host::now_unix as now_secs;
 
 impl<S: Send + Sync> FromRequestParts<S> for Deadline {
     type Rejection = ApiError;
