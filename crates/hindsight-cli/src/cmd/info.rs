@@ -67,12 +67,19 @@ pub fn run(a: Args) -> Result<()> {
         "  {} behaviors, {} users, {} items; longest history {}",
         stats.behaviors, stats.users, stats.items, stats.max_history
     );
+    let per_behavior = if stats.behaviors == 0 {
+        "no behaviors yet".to_owned()
+    } else {
+        format!(
+            "{:.1} bytes/behavior",
+            bytes as f64 / stats.behaviors as f64
+        )
+    };
     println!(
-        "  {} segments {:?}, {:.1} MiB on disk ({:.1} bytes/behavior)",
+        "  {} segments {:?}, {:.1} MiB on disk ({per_behavior})",
         stats.segments.len(),
         stats.segments,
         bytes as f64 / (1 << 20) as f64,
-        bytes as f64 / stats.behaviors.max(1) as f64
     );
     println!(
         "  behavior types: {}; {} named categories; {} tags; timestamps monotonic per user: {}",
