@@ -417,6 +417,30 @@ fn bad_argument_values_are_usage_errors_that_name_the_choices() {
             ],
             "recent, sim-hard, ubr, hybrid",
         ),
+        (
+            vec![
+                "export-samples",
+                "--index",
+                idx,
+                "--out",
+                idx,
+                "--negatives",
+                "random",
+            ],
+            "popularity or same-category",
+        ),
+        (
+            vec![
+                "export-samples",
+                "--index",
+                idx,
+                "--out",
+                idx,
+                "--protocol",
+                "3",
+            ],
+            "1..=2",
+        ),
     ];
     #[cfg(feature = "model")]
     let cases = {

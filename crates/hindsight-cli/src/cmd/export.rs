@@ -6,12 +6,13 @@ use std::time::Instant;
 use anyhow::Result;
 use hindsight_index::BehaviorIndex;
 use hindsight_retrieval::Retriever;
-use hindsight_samples::{build_samples, export, retrieve_histories, ExportMeta, Protocol};
+use hindsight_samples::{build_samples, export, retrieve_histories, ExportMeta};
 
 /// Export the evaluation-protocol samples with their retrieved histories.
 ///
-/// Builds every sample of the evaluation protocol (docs/evaluation-protocol.md) (positives from seq >= 20, one
-/// popularity-sampled negative each, seed 42, per-user chronological split),
+/// Builds every sample of the evaluation protocol (docs/evaluation-protocol.md:
+/// positives from seq >= 20, one popularity-sampled negative each that the
+/// user never touched before (v2), seed 42, per-user chronological split),
 /// retrieves each one's history as of its target with the strategy, and
 /// writes train.csv, valid.csv, test.csv and meta.json (layout inside) for
 /// peer libraries.
@@ -28,6 +29,8 @@ pub struct Args {
     /// Seed of the negative sampler.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[command(flatten)]
+    pub protocol: super::ProtocolArgs,
     /// Retrieval threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -40,10 +43,7 @@ pub fn run(a: Args) -> Result<()> {
     let (kind, n) = (a.retrieval.strategy, a.retrieval.n);
     let index = BehaviorIndex::open_read_only(&a.index)?;
     let snap = index.snapshot();
-    let protocol = Protocol {
-        seed: a.seed,
-        ..Protocol::default()
-    };
+    let protocol = a.protocol.protocol(a.seed)?;
     let t0 = Instant::now();
     let (samples, counts) = build_samples(&snap, &protocol)?;
     let histories = retrieve_histories(&snap, &samples, &Retriever::new(kind), n, a.threads)?;

@@ -14,6 +14,42 @@ pub mod synth;
 pub mod train;
 
 use hindsight_retrieval::StrategyKind;
+use hindsight_samples::{Negatives, Protocol, PROTOCOL_VERSION};
+
+/// The evaluation protocol's options (docs/evaluation-protocol.md), shared
+/// by the commands that build samples.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ProtocolArgs {
+    /// Protocol version: 2 (negatives are never an item the user touched
+    /// before the target) or 1 (negatives only differ from the positive,
+    /// as in the reports made before v2).
+    #[arg(long = "protocol", default_value_t = PROTOCOL_VERSION,
+          value_parser = clap::value_parser!(u32).range(1..=PROTOCOL_VERSION as i64))]
+    pub protocol_version: u32,
+    /// How negatives are drawn: popularity (the main protocol) or
+    /// same-category (the hard-negative variant, protocol 2 only).
+    #[arg(long, default_value = "popularity")]
+    pub negatives: Negatives,
+}
+
+impl ProtocolArgs {
+    /// The protocol with the negative sampler's `seed` (the protocol fixes
+    /// it at 42).
+    pub fn protocol(&self, seed: u64) -> anyhow::Result<Protocol> {
+        if self.protocol_version == 1 && self.negatives != Negatives::Popularity {
+            anyhow::bail!(
+                "--negatives {} needs --protocol 2 (protocol 1 only has popularity negatives)",
+                self.negatives.as_str()
+            );
+        }
+        Ok(Protocol {
+            version: self.protocol_version,
+            negatives: self.negatives,
+            seed,
+            ..Protocol::default()
+        })
+    }
+}
 
 /// The retrieval options shared by the commands that retrieve.
 #[derive(clap::Args)]

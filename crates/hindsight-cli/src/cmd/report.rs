@@ -71,6 +71,8 @@ pub struct Args {
     /// Where trained models are kept (folder per run); none if not given.
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub protocol: super::ProtocolArgs,
 }
 
 #[derive(Serialize)]
@@ -318,7 +320,7 @@ pub fn run(a: Args) -> Result<()> {
         epochs: a.epochs,
         stop_metric: a.stop_metric,
         device: a.device,
-        protocol: Protocol::default(),
+        protocol: a.protocol.protocol(42)?,
         threads: 2,
     };
     // Every run's config, checked before the (long) index build and

@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use hindsight_engine::{EvalReport, Prepared, RetrievalSettings, TrainProgress};
 use hindsight_index::BehaviorIndex;
 use hindsight_model::{Device, ModelConfig, ModelKind, StopMetric, TrainedModel};
-use hindsight_samples::Protocol;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train a CTR model on the evaluation-protocol samples of an index.
@@ -41,9 +40,15 @@ pub struct TrainArgs {
     /// What early stopping maximises: auc-minus-logloss (default) or auc.
     #[arg(long)]
     pub stop_metric: Option<StopMetric>,
-    /// Seed of sampling and training.
+    /// Seed of training: model initialisation and batch order.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seed of the negative sampler; the protocol fixes it at 42, so that
+    /// runs with different --seed train on the same samples.
+    #[arg(long, default_value_t = 42)]
+    pub sample_seed: u64,
+    #[command(flatten)]
+    pub protocol: super::ProtocolArgs,
     /// CPU threads of libtorch. Default 1: on a small shared machine, more
     /// threads than free cores make libtorch's spinning workers collapse
     /// (an epoch took 20x longer with 2 threads beside other jobs).
@@ -162,10 +167,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     device.resolve()?;
     set_torch_threads(a.torch_threads);
     let index = BehaviorIndex::open_read_only(&a.index)?;
-    let protocol = Protocol {
-        seed: a.seed,
-        ..Protocol::default()
-    };
+    let protocol = a.protocol.protocol(a.sample_seed)?;
     let prepared = Prepared::new(&index, strategy, n, protocol, 2)?;
     if !a.json {
         eprintln!(
