@@ -9,7 +9,7 @@ use std::time::Instant;
 use hindsight_core::{AsOf, BehaviorFilter, Target};
 use hindsight_index::{BehaviorIndex, Snapshot};
 use hindsight_model::{Device, Example, TrainedModel};
-use hindsight_retrieval::{Query, Retrieved, StrategyKind};
+use hindsight_retrieval::{Query, Retrieved, Retriever, StrategyKind};
 
 use crate::{EngineError, Result, RetrievalSettings};
 
@@ -157,15 +157,7 @@ impl Scorer {
         // candidate's retrieval and the reported length.
         let history = snapshot.history(input.user_id);
         let history_len = history.len();
-        let strategy_impl = strategy.build();
-        let retrieved = queries
-            .iter()
-            .map(|q| {
-                let mut out = Vec::with_capacity(q.n.min(1024));
-                strategy_impl.retrieve(&history, q, &mut out)?;
-                Ok(out)
-            })
-            .collect::<Result<Vec<Vec<Retrieved>>>>()?;
+        let retrieved = Retriever::new(strategy).retrieve_many_in(&history, &queries)?;
         let t1 = Instant::now();
         let examples: Vec<Example> = input
             .targets

@@ -191,12 +191,21 @@ impl Retriever {
         user: u64,
         queries: &[Query<'_>],
     ) -> Result<Vec<Vec<Retrieved>>> {
-        let history = snapshot.history(user);
+        self.retrieve_many_in(&snapshot.history(user), queries)
+    }
+
+    /// [`Retriever::retrieve_many`] on a history the caller already holds
+    /// (e.g. to also report its length).
+    pub fn retrieve_many_in(
+        &self,
+        history: &History<'_>,
+        queries: &[Query<'_>],
+    ) -> Result<Vec<Vec<Retrieved>>> {
         queries
             .iter()
             .map(|q| {
                 let mut out = Vec::with_capacity(q.n.min(1024));
-                self.strategy.retrieve(&history, q, &mut out)?;
+                self.strategy.retrieve(history, q, &mut out)?;
                 Ok(out)
             })
             .collect()

@@ -199,7 +199,6 @@ impl Sample {
 /// Items with their popularity, for negative sampling.
 pub struct ItemSampler {
     items: Vec<(u64, ItemFeatures)>,
-    counts: Vec<u64>,
     cumulative: Vec<u64>,
     /// Per category: the items carrying it (indices into `items`, ascending)
     /// and their cumulative counts. Built for the hard-negative variant.
@@ -242,11 +241,15 @@ impl ItemSampler {
             }
         }
         ItemSampler {
-            counts: items.iter().map(|x| x.1).collect(),
             items: items.into_iter().map(|(i, _, f)| (i, f)).collect(),
             cumulative,
             by_category,
         }
+    }
+
+    /// The behavior count of item `i` (from the cumulative counts).
+    fn count(&self, i: usize) -> u64 {
+        self.cumulative[i] - if i == 0 { 0 } else { self.cumulative[i - 1] }
     }
 
     /// Number of distinct items.
@@ -367,16 +370,16 @@ impl ItemSampler {
         union.sort_unstable();
         union.dedup();
         union.retain(|&i| eligible(i));
-        let mass: u64 = union.iter().map(|&i| self.counts[i]).sum();
+        let mass: u64 = union.iter().map(|&i| self.count(i)).sum();
         if mass == 0 {
             return None;
         }
         let mut r = rng.random_range(0..mass);
         for &i in &union {
-            if r < self.counts[i] {
+            if r < self.count(i) {
                 return Some(&self.items[i]);
             }
-            r -= self.counts[i];
+            r -= self.count(i);
         }
         unreachable!("r < mass")
     }

@@ -1019,6 +1019,41 @@ pub struct QueryTarget {
     pub as_of_seq: u32,
 }
 
+/// What target drawing needs of a history prefix, computed once per as-of
+/// point.
+struct PrefixStats<'a> {
+    prefix: &'a [SynthRow],
+    touched: std::collections::HashSet<u64>,
+    per_cat: std::collections::HashMap<u64, usize>,
+    /// Categories with 1 to 3 matches (the least touched ones when none has
+    /// so few), sorted.
+    rare: Vec<u64>,
+}
+
+impl<'a> PrefixStats<'a> {
+    fn of(prefix: &'a [SynthRow]) -> Self {
+        let touched = prefix.iter().map(|r| r.item_id).collect();
+        let mut per_cat: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for r in prefix {
+            *per_cat.entry(r.category_id).or_default() += 1;
+        }
+        // At most 3 matches, or the fewest when every category has more.
+        let limit = per_cat.values().min().copied().unwrap_or(0).max(3);
+        let mut rare: Vec<u64> = per_cat
+            .iter()
+            .filter(|(_, &n)| n <= limit)
+            .map(|(&c, _)| c)
+            .collect();
+        rare.sort_unstable();
+        PrefixStats {
+            prefix,
+            touched,
+            per_cat,
+            rare,
+        }
+    }
+}
+
 /// Draws benchmark targets from a config's catalog.
 #[derive(Debug)]
 pub struct TargetSampler {
@@ -1045,11 +1080,11 @@ impl TargetSampler {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(seed ^ 0x7461_7267_6574)); // "target"
         let ends = [rows.len(), rows.len().div_ceil(2)];
+        let stats = ends.map(|end| PrefixStats::of(&rows[..end]));
         for kind in TargetKind::ALL {
             for k in 0..per_kind {
                 let as_of = ends[k % 2];
-                let prefix = &rows[..as_of];
-                let target = self.one(kind, prefix, &mut rng);
+                let target = self.one(kind, &stats[k % 2], &mut rng);
                 out.push(QueryTarget {
                     kind,
                     item_id: target,
@@ -1061,27 +1096,14 @@ impl TargetSampler {
         out
     }
 
-    fn one(&self, kind: TargetKind, prefix: &[SynthRow], rng: &mut ChaCha8Rng) -> u64 {
-        let touched: std::collections::HashSet<u64> = prefix.iter().map(|r| r.item_id).collect();
-        let mut per_cat: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-        for r in prefix {
-            *per_cat.entry(r.category_id).or_default() += 1;
-        }
+    fn one(&self, kind: TargetKind, stats: &PrefixStats<'_>, rng: &mut ChaCha8Rng) -> u64 {
+        let PrefixStats {
+            prefix,
+            touched,
+            per_cat,
+            rare,
+        } = stats;
         let pick = |n: usize, rng: &mut ChaCha8Rng| (rng.next_u64() % n as u64) as usize;
-        let mut rare: Vec<u64> = per_cat
-            .iter()
-            .filter(|(_, &n)| n <= 3)
-            .map(|(&c, _)| c)
-            .collect();
-        if rare.is_empty() {
-            let least = per_cat.values().min().copied().unwrap_or(0);
-            rare = per_cat
-                .iter()
-                .filter(|(_, &n)| n == least)
-                .map(|(&c, _)| c)
-                .collect();
-        }
-        rare.sort_unstable();
         // Candidate categories until one holds an untouched base item.
         for _ in 0..1_000 {
             let category = match kind {
@@ -1096,7 +1118,7 @@ impl TargetSampler {
                     c
                 }
             };
-            if let Some(item) = self.untouched_item(category, &touched, rng) {
+            if let Some(item) = self.untouched_item(category, touched, rng) {
                 return item;
             }
         }
