@@ -16,15 +16,26 @@
 //! it the crate builds without libtorch and offers what does not need a
 //! model: [`RetrievalSettings`], [`Prepared`] samples with their retrieved
 //! histories, and the report types ([`EvalReport`], [`Metrics`]).
+//!
+//! With `model`, [`Recommender`] answers "what should this user see":
+//! recall with a SASRec model and an ANN index over the catalog, then
+//! optionally ranking through [`Scorer`] (see `recommend.rs`).
 
 use std::time::Instant;
 
 #[cfg(feature = "model")]
 pub mod grid;
 #[cfg(feature = "model")]
+mod recommend;
+#[cfg(feature = "model")]
 mod score;
 #[cfg(feature = "model")]
 mod train;
+#[cfg(feature = "model")]
+pub use recommend::{
+    catalog_of, catalog_vectors, check_k, RankWith, RecallModelScorer, RecommendInput,
+    Recommendation, Recommended, Recommender, DEFAULT_RANK_CANDIDATES, MAX_RECOMMEND,
+};
 #[cfg(feature = "model")]
 pub use score::{ScoreInput, Scored, Scorer};
 mod target;
@@ -67,6 +78,9 @@ pub enum EngineError {
     /// Retrieval failed.
     #[error(transparent)]
     Retrieval(#[from] hindsight_retrieval::RetrievalError),
+    /// Recall (the split, its evaluation, the ANN index) failed.
+    #[error(transparent)]
+    Recall(#[from] hindsight_recall::RecallError),
     /// An evaluation grid was given no strategies or no models.
     #[error("the evaluation grid has no {0}; give at least one")]
     EmptyGrid(&'static str),

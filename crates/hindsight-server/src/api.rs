@@ -124,6 +124,89 @@ pub struct Timing {
     pub total: u64,
 }
 
+/// `POST /v1/recommend`: recall with the server's SASRec model and its
+/// ANN index, optionally re-ranked by the served CTR model.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendRequest {
+    /// The user. One with no behavior before the as-of point gets the
+    /// index's most popular items, flagged `cold_start`.
+    pub user_id: u64,
+    /// How many items, 1 to `max_recommend` (default 20).
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Re-rank the recalled candidates with the served CTR model.
+    #[serde(default)]
+    pub rank: bool,
+    /// How many recalled candidates the CTR model ranks (with `rank`):
+    /// k to `max_recommend`, default 200.
+    #[serde(default)]
+    pub candidates: Option<usize>,
+    /// Leave out items the user interacted with before the as-of point
+    /// (default true).
+    #[serde(default = "default_true")]
+    pub exclude_seen: bool,
+    /// Only behaviors before this point are used (default: all).
+    #[serde(default)]
+    pub as_of: Option<AsOfParam>,
+    /// When the items are shown, unix seconds (for the ranking model's time
+    /// gaps). Default: `as_of.timestamp` if given, else the server's clock.
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+fn default_k() -> usize {
+    20
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One recommended item.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecommendedItem {
+    /// The item.
+    pub item_id: u64,
+    /// Inner product of the user and item vectors (cold start: the item's
+    /// behavior count).
+    pub recall_score: f32,
+    /// Click probability from the CTR model (with `rank`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+}
+
+/// `POST /v1/recommend` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecommendResponse {
+    /// The user.
+    pub user_id: u64,
+    /// The items, best first (by `score` when ranked, else `recall_score`).
+    pub items: Vec<RecommendedItem>,
+    /// The user had no behavior before the as-of point: popular items.
+    pub cold_start: bool,
+    /// The user's history length before the as-of point.
+    pub history_len: u64,
+    /// `ann` or `exact` (no ANN index beside the recall model).
+    pub search: String,
+    /// The CTR model kind that ranked the items (with `rank`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranked_by: Option<String>,
+    /// Where the time went, microseconds.
+    pub timing_us: RecommendTiming,
+}
+
+/// Time spent on a recommend request, microseconds.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecommendTiming {
+    /// The user vector, the search and the filtering of seen items.
+    pub recall: u64,
+    /// Retrieval and the CTR forward pass (with `rank`).
+    pub rank: u64,
+    /// In the worker, all included.
+    pub total: u64,
+}
+
 /// The retrieved behaviors of one candidate.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Explanation {
@@ -258,6 +341,12 @@ pub struct ServingInfo {
     /// Model kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_kind: Option<String>,
+    /// Recall model folder, when `POST /v1/recommend` is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_model: Option<String>,
+    /// The recall model's ANN folder (absent: exact search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ann: Option<String>,
     /// Strategy the model was trained with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
@@ -285,4 +374,9 @@ pub struct ReloadRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub index: Option<PathBuf>,
+    /// A recall (SASRec) model folder; its ANN index is read from
+    /// `RECALL_MODEL/ann` unless the server's `ann` setting names one.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub recall_model: Option<PathBuf>,
 }

@@ -52,6 +52,16 @@ pub struct ServerConfig {
     pub index: PathBuf,
     /// The trained model folder (required).
     pub model: PathBuf,
+    /// The recall (SASRec) model folder (`hindsight train --model
+    /// sasrec`): enables `POST /v1/recommend`. Default: none (the route
+    /// answers 409 `no_recall_model`).
+    pub recall_model: Option<PathBuf>,
+    /// The recall model's ANN folder (`hindsight ann build`). Default:
+    /// `RECALL_MODEL/ann` when it exists, else the catalog is searched
+    /// exactly.
+    pub ann: Option<PathBuf>,
+    /// Most items (and most candidates to rank) in one recommend request.
+    pub max_recommend: usize,
     /// Device of the model: auto, cpu or cuda.
     pub device: String,
     /// libtorch intra-op CPU threads. Default 1: scoring requests already
@@ -122,6 +132,9 @@ impl Default for ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             index: PathBuf::new(),
             model: PathBuf::new(),
+            recall_model: None,
+            ann: None,
+            max_recommend: 1000,
             device: "auto".into(),
             torch_threads: 1,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -411,6 +424,7 @@ impl ServerConfig {
             ("max_in_flight", self.in_flight_limit() as u64),
             ("max_queued_appends", self.max_queued_appends as u64),
             ("max_candidates", self.max_candidates as u64),
+            ("max_recommend", self.max_recommend as u64),
             ("max_append_behaviors", self.max_append_behaviors as u64),
             ("max_list_limit", self.max_list_limit as u64),
             ("max_body_bytes", self.max_body_bytes as u64),

@@ -3,6 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/score` | score candidate items for a user: one index snapshot, retrieval per candidate, one batched forward pass |
+//! | `POST /v1/recommend` | recall then rank: a SASRec user vector, an ANN search over the catalog (seen items left out), optionally the top candidates re-ranked by the CTR model |
 //! | `POST /v1/behaviors` | append behaviors; answered once committed (fsynced) and visible |
 //! | `GET /v1/users/{id}/behaviors` | a user's newest behaviors |
 //! | `POST /v1/admin/reload` | swap in a model (and index) without failing requests; `SIGHUP` does the same with the current paths |
@@ -73,7 +74,7 @@ pub struct ApiDoc;
 /// feature).
 #[cfg(feature = "model")]
 #[derive(OpenApi)]
-#[openapi(paths(handlers::score::score))]
+#[openapi(paths(handlers::score::score, handlers::recommend::recommend))]
 struct ScoreApiDoc;
 
 /// The OpenAPI document of this build: [`ApiDoc`], plus `POST /v1/score`
@@ -213,7 +214,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     let reads = Router::new();
     #[cfg(feature = "model")]
-    let reads = reads.route("/v1/score", post(handlers::score::score));
+    let reads = reads
+        .route("/v1/score", post(handlers::score::score))
+        .route("/v1/recommend", post(handlers::recommend::recommend));
     let reads = reads
         .route(
             "/v1/users/{id}/behaviors",
@@ -304,7 +307,7 @@ pub fn reload_on_sighup(state: Arc<AppState>) {
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading");
-            let _ = state.reload(None, None).await;
+            let _ = state.reload(None, None, None).await;
         }
     });
     #[cfg(not(unix))]

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub retrieval: Histogram,
     /// Time in batching + forward pass per score request.
     pub model: Histogram,
+    /// Time in recall (user vector, catalog search, seen-item filter) per
+    /// recommend request.
+    pub recall: Histogram,
     /// Candidates per score request (the forward pass's batch size).
     pub batch_size: Histogram,
     /// Requests refused with 503 because the server was saturated.
@@ -147,6 +150,11 @@ impl Metrics {
             model: hist(
                 "hindsight_model_seconds",
                 "Batch building and forward pass time per score request.",
+                LATENCY,
+            ),
+            recall: hist(
+                "hindsight_recall_seconds",
+                "Recall time (user vector, catalog search, seen-item filter) per recommend request.",
                 LATENCY,
             ),
             batch_size: hist(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 #[cfg(feature = "model")]
-use hindsight_engine::Scorer;
+use hindsight_engine::{Recommender, Scorer};
 use hindsight_index::BehaviorIndex;
 #[cfg(feature = "model")]
 use hindsight_model::Device;
@@ -39,6 +39,10 @@ pub struct Serving {
     /// The model and its retrieval settings.
     #[cfg(feature = "model")]
     pub scorer: Scorer,
+    /// The recall model and its catalog search (`POST /v1/recommend`),
+    /// when one is configured.
+    #[cfg(feature = "model")]
+    pub recommender: Option<Recommender>,
     /// The index's writer; `None` when serving read-only.
     pub appender: Option<Arc<Appender>>,
 }
@@ -51,6 +55,8 @@ impl Serving {
             generation: self.generation,
             model: None,
             model_kind: None,
+            recall_model: None,
+            ann: None,
             strategy: None,
             n: None,
             index: self.index.path().display().to_string(),
@@ -64,6 +70,10 @@ impl Serving {
             info.model_kind = Some(self.scorer.model().config().kind.as_str().to_owned());
             info.strategy = Some(s.strategy.as_str().to_owned());
             info.n = Some(s.n);
+            if let Some(r) = &self.recommender {
+                info.recall_model = Some(r.model_path().display().to_string());
+                info.ann = r.ann_path().map(|p| p.display().to_string());
+            }
         }
         info
     }
@@ -106,6 +116,8 @@ impl AppState {
         let index = Arc::new(open_index(&config, &config.index)?);
         #[cfg(feature = "model")]
         let scorer = Scorer::load(&config.model, device(&config)?, &index, config.workers)?;
+        #[cfg(feature = "model")]
+        let recommender = load_recommender(&config, config.recall_model.as_deref(), &index)?;
         let appender = start_appender(&config, &index, &metrics)?;
         let serving = Serving {
             generation: 1,
@@ -114,6 +126,8 @@ impl AppState {
             index,
             #[cfg(feature = "model")]
             scorer,
+            #[cfg(feature = "model")]
+            recommender,
             appender,
         };
         Ok(Arc::new(AppState {
@@ -136,10 +150,12 @@ impl AppState {
         self: &Arc<Self>,
         model: Option<PathBuf>,
         index: Option<PathBuf>,
+        recall_model: Option<PathBuf>,
     ) -> Result<ServingInfo, ServerError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || this.load_next(model, index))
+        let result =
+            tokio::task::spawn_blocking(move || this.load_next(model, index, recall_model))
             .await
             .map_err(|e| ServerError::Config(format!("the reload task failed: {e}")))?;
         match result {
@@ -167,12 +183,13 @@ impl AppState {
         &self,
         model: Option<PathBuf>,
         index: Option<PathBuf>,
+        recall_model: Option<PathBuf>,
     ) -> Result<(Serving, Option<Arc<Appender>>), ServerError> {
         let current = self.serving.load_full();
         #[cfg(feature = "model")]
         let model_path = model.unwrap_or_else(|| current.model_path.clone());
         #[cfg(not(feature = "model"))]
-        if let Some(model) = model {
+        if let Some(model) = model.or(recall_model) {
             return Err(ServerError::Config(format!(
                 "this build of the server has no model support, so it cannot load {}; rebuild with the `model` feature",
                 model.display()
@@ -194,6 +211,17 @@ impl AppState {
             &index,
             self.config.workers,
         )?;
+        // The recall model reloads with the ranking pair: a new folder if
+        // given, else the current one re-read (its ANN with it).
+        #[cfg(feature = "model")]
+        let recall_path = recall_model.or_else(|| {
+            current
+                .recommender
+                .as_ref()
+                .map(|r| r.model_path().to_path_buf())
+        });
+        #[cfg(feature = "model")]
+        let recommender = load_recommender(&self.config, recall_path.as_deref(), &index)?;
         let (appender, old) = if same_index {
             (current.appender.clone(), None)
         } else {
@@ -209,6 +237,8 @@ impl AppState {
                 index,
                 #[cfg(feature = "model")]
                 scorer,
+                #[cfg(feature = "model")]
+                recommender,
                 appender,
             },
             old,
@@ -223,6 +253,29 @@ impl AppState {
             appender.close();
         }
     }
+}
+
+/// Loads the recall model at `path` (if any) with its ANN index: the
+/// configured `ann` folder when it is the configured recall model, else
+/// `path/ann` when it exists, else exact search.
+#[cfg(feature = "model")]
+fn load_recommender(
+    config: &ServerConfig,
+    path: Option<&Path>,
+    index: &BehaviorIndex,
+) -> Result<Option<Recommender>, ServerError> {
+    let Some(path) = path else { return Ok(None) };
+    let ann = match (&config.recall_model, &config.ann) {
+        (Some(configured), Some(ann)) if same_path(configured, path) => Some(ann.as_path()),
+        _ => None,
+    };
+    Ok(Some(Recommender::load(
+        path,
+        ann,
+        device(config)?,
+        index,
+        config.workers,
+    )?))
 }
 
 /// Opens an index as the configuration says: read-only (no writer lock)

@@ -22,6 +22,14 @@ pub struct Args {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
+    /// A recall (SASRec) model folder: enables POST /v1/recommend.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall_model: Option<PathBuf>,
+    /// The recall model's ANN folder [default: RECALL_MODEL/ann when it exists].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ann: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

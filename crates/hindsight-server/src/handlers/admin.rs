@@ -31,7 +31,7 @@ pub async fn reload(State(st): Shared, req: Request) -> Result<Json<ServingInfo>
         parse_json(&body)?
     };
     st.refuse_if_draining()?;
-    st.reload(req.model, req.index)
+    st.reload(req.model, req.index, req.recall_model)
         .await
         .map(Json)
         .map_err(|e| {

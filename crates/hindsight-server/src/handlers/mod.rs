@@ -12,6 +12,8 @@ pub mod admin;
 pub mod behaviors;
 pub mod health;
 #[cfg(feature = "model")]
+pub mod recommend;
+#[cfg(feature = "model")]
 pub mod score;
 
 use std::sync::Arc;
