@@ -93,6 +93,27 @@ enum Command {
     /// Serve the HTTP scoring API (not in this build: needs the `model` feature).
     #[cfg(not(feature = "model"))]
     Serve(cmd::NoModel),
+    /// Build the ANN index over a recall model's item vectors.
+    #[cfg(feature = "model")]
+    Ann {
+        #[command(subcommand)]
+        command: cmd::recall::AnnCommand,
+    },
+    /// Build an ANN index (not in this build: needs the `model` feature).
+    #[cfg(not(feature = "model"))]
+    Ann(cmd::NoModel),
+    /// Recommend items to a user: SASRec recall over the catalog, optionally re-ranked by a CTR model.
+    #[cfg(feature = "model")]
+    Recommend(cmd::recall::RecommendArgs),
+    /// Recommend items (not in this build: needs the `model` feature).
+    #[cfg(not(feature = "model"))]
+    Recommend(cmd::NoModel),
+    /// Evaluate recall models and baselines with full ranking (HR@K, NDCG@K, Recall@K).
+    #[cfg(feature = "model")]
+    EvalRecall(cmd::recall::EvalRecallArgs),
+    /// Evaluate recall (not in this build: needs the `model` feature).
+    #[cfg(not(feature = "model"))]
+    EvalRecall(cmd::NoModel),
     /// Write a seeded synthetic Taobao-like log (for scale tests and benchmarks).
     Synth(cmd::synth::Args),
 }
@@ -129,6 +150,12 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         #[cfg(feature = "model")]
         Command::Serve(a) => cmd::serve::run(a),
+        #[cfg(feature = "model")]
+        Command::Ann { command } => cmd::recall::run_ann(command),
+        #[cfg(feature = "model")]
+        Command::Recommend(a) => cmd::recall::run_recommend(a),
+        #[cfg(feature = "model")]
+        Command::EvalRecall(a) => cmd::recall::run_eval_recall(a),
         #[cfg(not(feature = "model"))]
         Command::Train(_) => return no_model("train"),
         #[cfg(not(feature = "model"))]
@@ -137,6 +164,12 @@ fn main() -> ExitCode {
         Command::Report(_) => return no_model("report"),
         #[cfg(not(feature = "model"))]
         Command::Serve(_) => return no_model("serve"),
+        #[cfg(not(feature = "model"))]
+        Command::Ann(_) => return no_model("ann"),
+        #[cfg(not(feature = "model"))]
+        Command::Recommend(_) => return no_model("recommend"),
+        #[cfg(not(feature = "model"))]
+        Command::EvalRecall(_) => return no_model("eval-recall"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

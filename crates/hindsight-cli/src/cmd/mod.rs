@@ -5,6 +5,8 @@ pub mod info;
 pub mod ingest;
 pub mod mapping;
 #[cfg(feature = "model")]
+pub mod recall;
+#[cfg(feature = "model")]
 pub mod report;
 pub mod retrieve;
 #[cfg(feature = "model")]
