@@ -53,6 +53,8 @@ enum Command {
     },
     /// Export evaluation-protocol samples with retrieved histories (CSV for peer libraries).
     ExportSamples(cmd::export::Args),
+    /// Export the recall protocol's leave-last-out split (RecBole benchmark files).
+    ExportRecall(cmd::export_recall::Args),
     /// Train a CTR model (sum_pool, din, dien) on retrieved histories.
     #[cfg(feature = "model")]
     Train(cmd::train::TrainArgs),
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
         } => cmd::info::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::ExportSamples(a) => cmd::export::run(a),
+        Command::ExportRecall(a) => cmd::export_recall::run(a),
         #[cfg(feature = "model")]
         Command::Train(a) => cmd::train::run_train(a),
         #[cfg(feature = "model")]

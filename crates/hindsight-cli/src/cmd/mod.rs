@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod export;
+pub mod export_recall;
 pub mod info;
 pub mod ingest;
 pub mod mapping;
