@@ -487,7 +487,7 @@ mod tests {
             let before = s.forward(&xs, &mask, false);
             // Change positions 3 and 4.
             let changed = xs.copy();
-            let _ = changed.narrow(1, 3, 2).copy_(&random(&[2, 2, 8], 12));
+            changed.narrow(1, 3, 2).copy_(&random(&[2, 2, 8], 12));
             let after = s.forward(&changed, &mask, false);
             let early = |t: &Tensor| vec_of(&t.narrow(1, 0, 3));
             assert!(close(&early(&before), &early(&after), 1e-6), "{norm:?}");
