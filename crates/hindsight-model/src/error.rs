@@ -109,6 +109,27 @@ pub enum ModelError {
         /// Probe examples scored.
         total: usize,
     },
+    /// A recall (SASRec) checkpoint given to the CTR loader.
+    #[error(
+        "{} is a recall model (SASRec); use it with `recommend --model`, rank with a CTR model via --rank-with",
+        path.display()
+    )]
+    RecallModel {
+        /// The checkpoint folder.
+        path: PathBuf,
+    },
+    /// A checkpoint that is not a recall model given to the recall loader.
+    #[error(
+        "{} is not a recall model (its kind is {kind}): a CTR model ranks candidates \
+         (eval, serve, --rank-with); train a recall model with `hindsight train --model sasrec`",
+        path.display()
+    )]
+    NotARecallModel {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// The kind its config names (`din`, ...), `unknown` when none.
+        kind: String,
+    },
     /// A file system error.
     #[error("i/o error on {path}: {source}")]
     Io {

@@ -5,6 +5,11 @@
 //! * [`Din`]: Deep Interest Network (Zhou et al., "Deep Interest Network
 //!   for Click-Through Rate Prediction", KDD 2018): a local activation unit
 //!   weights each retrieved behavior by its relevance to the target.
+//! * [`transformer`]: multi-head self-attention (causal and key-padding
+//!   masks), feed-forward, layer norm and pre-/post-LN transformer blocks,
+//!   reusable by the sequence models.
+//! * [`recall`]: SASRec (Kang & McAuley, ICDM 2018), a recall model of user
+//!   and item vectors trained with a K+1 sampled softmax ([`TrainedRecall`]).
 //! * [`Dien`]: Deep Interest Evolution Network (Zhou et al., "Deep Interest
 //!   Evolution Network for Click-Through Rate Prediction", AAAI 2019): a GRU
 //!   interest extractor with an auxiliary loss and an attention-gated GRU
@@ -45,8 +50,10 @@ mod error;
 mod example;
 mod layers;
 pub mod models;
+pub mod recall;
 mod train;
 mod trained;
+pub mod transformer;
 mod vocab;
 
 #[cfg(test)]
@@ -57,7 +64,12 @@ pub use config::{Activation, ModelConfig, StopMetric};
 pub use device::{device_name, set_cpu_threads, Device};
 pub use error::{ModelError, Result};
 pub use example::Example;
+pub use layers::Init;
 pub use models::{build_model, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool};
+pub use recall::{
+    NegativeSampling, RecallEpoch, RecallLoss, RecallProgress, RecallStopMetric, RecallTrainReport,
+    SasRecConfig, TrainedRecall,
+};
 pub use train::{train, EpochReport, ProgressFn, TrainEvent, TrainOptions, TrainReport};
 pub use trained::{TrainedModel, CONFIG_FILE, WEIGHTS_FILE};
 pub use vocab::{time_gap_bucket, FeatureVocab, VocabBuilder, OOV, PAD, TIME_GAP_BUCKETS};

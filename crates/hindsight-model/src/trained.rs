@@ -323,7 +323,8 @@ impl TrainedModel {
     /// before the checksum existed loads with a warning), weights holding
     /// NaN or infinite values ([`ModelError::NonFiniteWeights`]), and a
     /// model whose scores on a small built-in probe batch are not all
-    /// finite ([`ModelError::NonFiniteScores`]).
+    /// finite ([`ModelError::NonFiniteScores`]), and a recall (SASRec)
+    /// checkpoint ([`ModelError::RecallModel`]).
     pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -337,6 +338,11 @@ impl TrainedModel {
             }
         }
         let text = fs::read(&config_path).map_err(|source| io_err(&config_path, source))?;
+        if crate::recall::is_recall_config(&text) {
+            return Err(ModelError::RecallModel {
+                path: dir.to_path_buf(),
+            });
+        }
         let cfg: CheckpointConfig =
             serde_json::from_slice(&text).map_err(|source| ModelError::CorruptConfig {
                 path: config_path.clone(),
