@@ -52,11 +52,11 @@ enum Search {
 }
 
 impl Search {
-    fn search(&self, query: &[f32], k: usize) -> Vec<(ItemId, f32)> {
-        match self {
-            Search::Ann(a) => a.search(query, k),
-            Search::Exact(e) => e.search(query, k),
-        }
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<(ItemId, f32)>> {
+        Ok(match self {
+            Search::Ann(a) => a.search(query, k)?,
+            Search::Exact(e) => e.search(query, k)?,
+        })
     }
 
     fn len(&self) -> usize {
@@ -162,7 +162,10 @@ impl Recommender {
         let model = TrainedRecall::load(model_dir, device)?;
         let default_ann = model_dir.join("ann");
         let ann_dir = ann_dir.map(Path::to_path_buf).or_else(|| {
-            AnnIndex::exists(&default_ann).then_some(default_ann)
+            default_ann
+                .join(hindsight_recall::ann::MANIFEST)
+                .exists()
+                .then_some(default_ann)
         });
         let snapshot = index.snapshot();
         let search = match &ann_dir {
@@ -247,7 +250,7 @@ impl Recommender {
             self.popular.iter().take(wanted).copied().collect()
         } else {
             let user = self.with_model(|m| m.user_vectors(&[recent.as_slice()]))?;
-            self.search_unseen(&user, wanted, &seen)
+            self.search_unseen(&user, wanted, &seen)?
         };
         let t1 = Instant::now();
         let mut items: Vec<Recommendation> = recalled
@@ -279,18 +282,23 @@ impl Recommender {
         user: &[f32],
         wanted: usize,
         seen: &HashSet<ItemId>,
-    ) -> Vec<(ItemId, f32)> {
+    ) -> Result<Vec<(ItemId, f32)>> {
         let catalog = self.search.len();
-        let mut ask = (wanted + seen.len().min(wanted)).min(catalog);
+        let mut ask = (wanted + seen.len().min(wanted))
+            .min(catalog)
+            .min(hindsight_recall::ann::MAX_K);
         loop {
-            let found = self.search.search(user, ask);
-            let exhausted = ask >= catalog || found.len() < ask;
-            let kept: Vec<(ItemId, f32)> =
-                found.into_iter().filter(|(i, _)| !seen.contains(i)).collect();
+            let found = self.search.search(user, ask)?;
+            let exhausted =
+                ask >= catalog || ask >= hindsight_recall::ann::MAX_K || found.len() < ask;
+            let kept: Vec<(ItemId, f32)> = found
+                .into_iter()
+                .filter(|(i, _)| !seen.contains(i))
+                .collect();
             if kept.len() >= wanted || exhausted {
-                return kept.into_iter().take(wanted).collect();
+                return Ok(kept.into_iter().take(wanted).collect());
             }
-            ask = (ask * 2).min(catalog);
+            ask = (ask * 2).min(catalog).min(hindsight_recall::ann::MAX_K);
         }
     }
 }
@@ -381,7 +389,7 @@ pub fn catalog_vectors(
 fn exact_index(model: &TrainedRecall, catalog: &[(ItemId, ItemFeatures)]) -> Result<ExactIndex> {
     let vectors = catalog_vectors(model, catalog)?;
     let ids: Vec<ItemId> = catalog.iter().map(|(i, _)| *i).collect();
-    Ok(ExactIndex::new(ids, vectors, model.dim())?)
+    Ok(ExactIndex::build(&ids, &vectors, model.dim())?)
 }
 
 /// A recall model scoring the whole catalog of a split, for

@@ -14,9 +14,10 @@ use hindsight_engine::{
 use hindsight_index::BehaviorIndex;
 use hindsight_model::{Device, TrainedRecall};
 use hindsight_recall::ann::{AnnIndex, AnnParams};
-use hindsight_recall::baselines::{ItemCf, Popularity, Repeat};
-use hindsight_recall::eval::{evaluate, EvalOptions, EvalTarget, RecallReport};
-use hindsight_recall::{CatalogScorer, RecallSplit};
+use hindsight_recall::{
+    evaluate_parallel, CatalogScorer, EvalOptions, ItemCf, ItemCfParams, Popularity, RecallReport,
+    RecallSplit, Target as EvalTarget,
+};
 
 use super::train::set_torch_threads;
 
@@ -312,7 +313,9 @@ pub fn run_eval_recall(a: EvalRecallArgs) -> Result<()> {
         match b.trim() {
             "none" | "" => {}
             "popularity" => scorers.push(Box::new(Popularity::new(&split))),
-            "item-cf" | "item_cf" | "itemcf" => scorers.push(Box::new(ItemCf::new(&split))),
+            "item-cf" | "item_cf" | "itemcf" => {
+                scorers.push(Box::new(ItemCf::new(&split, ItemCfParams::default())?))
+            }
             "repeat" => scorers.push(Box::new(Repeat::new(&split))),
             other => anyhow::bail!(
                 "unknown baseline {other:?}; use popularity, item-cf, repeat or none"
@@ -331,7 +334,13 @@ pub fn run_eval_recall(a: EvalRecallArgs) -> Result<()> {
     let mut reports: Vec<RecallReport> = Vec::new();
     for s in &scorers {
         eprintln!("evaluating {} ...", s.name());
-        reports.push(evaluate(&split, a.target, s.as_ref(), &options)?);
+        reports.push(evaluate_parallel(
+            &split,
+            a.target,
+            s.as_ref(),
+            &options,
+            |_| {},
+        )?);
     }
     let models: Vec<&RecallReport> = reports[reports.len() - a.model.len()..].iter().collect();
     let summary = (models.len() > 1).then(|| summarize(&models));
@@ -345,7 +354,7 @@ pub fn run_eval_recall(a: EvalRecallArgs) -> Result<()> {
     println!(
         "{} users (leave-last-out, target {}), catalog {} items, seen items {}",
         split.users.len(),
-        a.target,
+        a.target.as_str(),
         split.catalog.len(),
         if a.exclude_seen { "excluded" } else { "ranked" }
     );
@@ -354,10 +363,10 @@ pub fn run_eval_recall(a: EvalRecallArgs) -> Result<()> {
         "scorer", "HR@10", "HR@50", "NDCG@10", "NDCG@50", "Recall@100", "users/s"
     );
     for r in &reports {
-        let m = &r.metrics;
+        let [hr10, hr50, ndcg10, ndcg50, recall100] = headline(r);
         println!(
-            "{:<40} {:>7.4} {:>7.4} {:>8.4} {:>8.4} {:>10.4} {:>8.0}",
-            r.scorer, m.hr_10, m.hr_50, m.ndcg_10, m.ndcg_50, m.recall_100, r.users_per_sec
+            "{:<40} {hr10:>7.4} {hr50:>7.4} {ndcg10:>8.4} {ndcg50:>8.4} {recall100:>10.4} {:>8.0}",
+            r.scorer, r.users_per_second
         );
     }
     if let Some(s) = &summary {
@@ -369,23 +378,33 @@ pub fn run_eval_recall(a: EvalRecallArgs) -> Result<()> {
     Ok(())
 }
 
-/// Mean and sample standard deviation of each metric over several runs.
+/// The headline metrics: HR@10, HR@50, NDCG@10, NDCG@50, Recall@100
+/// (NaN where a cut-off was not evaluated).
+fn headline(r: &RecallReport) -> [f64; 5] {
+    let at = |k: usize| r.at(k);
+    [
+        at(10).map_or(f64::NAN, |m| m.hr),
+        at(50).map_or(f64::NAN, |m| m.hr),
+        at(10).map_or(f64::NAN, |m| m.ndcg),
+        at(50).map_or(f64::NAN, |m| m.ndcg),
+        at(100).map_or(f64::NAN, |m| m.recall),
+    ]
+}
+
+/// Mean and sample standard deviation of each headline metric over
+/// several runs.
 fn summarize(reports: &[&RecallReport]) -> Vec<(&'static str, f64, f64)> {
-    let metric = |f: fn(&RecallReport) -> f64| {
-        let xs: Vec<f64> = reports.iter().map(|r| f(r)).collect();
-        hindsight_core::metrics::mean_std(&xs)
-    };
-    let rows: [(&'static str, fn(&RecallReport) -> f64); 5] = [
-        ("HR@10", |r| r.metrics.hr_10),
-        ("HR@50", |r| r.metrics.hr_50),
-        ("NDCG@10", |r| r.metrics.ndcg_10),
-        ("NDCG@50", |r| r.metrics.ndcg_50),
-        ("Recall@100", |r| r.metrics.recall_100),
-    ];
-    rows.iter()
-        .map(|(name, f)| {
-            let (m, s) = metric(*f);
-            (*name, m, s)
+    const NAMES: [&str; 5] = ["HR@10", "HR@50", "NDCG@10", "NDCG@50", "Recall@100"];
+    let values: Vec<[f64; 5]> = reports.iter().map(|r| headline(r)).collect();
+    NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let xs: Vec<f64> = values.iter().map(|v| v[i]).collect();
+            let n = xs.len() as f64;
+            let mean = xs.iter().sum::<f64>() / n;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            (*name, mean, var.sqrt())
         })
         .collect()
 }
