@@ -159,6 +159,7 @@ impl Recommender {
         replicas: usize,
     ) -> Result<Recommender> {
         let model_dir = model_dir.as_ref();
+        let device = device.resolve()?;
         let model = TrainedRecall::load(model_dir, device)?;
         let default_ann = model_dir.join("ann");
         let ann_dir = ann_dir.map(Path::to_path_buf).or_else(|| {
@@ -232,7 +233,7 @@ impl Recommender {
         }
         let t0 = Instant::now();
         let history = snapshot.history(input.user_id);
-        let max_len = self.with_model(|m| m.max_len());
+        let max_len = self.with_model(|m| m.config().max_len);
         let mut recent = history.newest(&input.as_of, max_len);
         recent.reverse();
         let mut seen = HashSet::new();
@@ -412,7 +413,7 @@ impl RecallModelScorer {
         let items = catalog_vectors(&model, catalog)?;
         Ok(RecallModelScorer {
             dim: model.dim(),
-            max_len: model.max_len(),
+            max_len: model.config().max_len,
             model: Mutex::new(model),
             items,
             name: name.into(),

@@ -15,7 +15,7 @@ use hindsight_index::BehaviorIndex;
 use hindsight_model::{Device, TrainedRecall};
 use hindsight_recall::ann::{AnnIndex, AnnParams};
 use hindsight_recall::{
-    evaluate_parallel, CatalogScorer, EvalOptions, ItemCf, ItemCfParams, Popularity, RecallReport,
+    evaluate_parallel, CatalogScorer, EvalOptions, ItemCf, ItemCfParams, Popularity, RecallReport, Repeat,
     RecallSplit, Target as EvalTarget,
 };
 
@@ -33,10 +33,10 @@ pub struct AnnBuildArgs {
     /// The recall model folder (`hindsight train --model sasrec`).
     #[arg(long)]
     pub model: PathBuf,
-    /// The index whose items make the catalog (default: the index the
-    /// model was trained on).
+    /// The index whose items make the catalog (every item of it is
+    /// embedded and inserted).
     #[arg(long)]
-    pub index: Option<PathBuf>,
+    pub index: PathBuf,
     /// Output folder (default: MODEL/ann, where `recommend` looks).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -80,17 +80,8 @@ pub fn run_ann(command: AnnCommand) -> Result<()> {
 
 fn run_ann_build(a: AnnBuildArgs) -> Result<()> {
     set_torch_threads(None);
-    let model = TrainedRecall::load(&a.model, a.device)?;
-    let index_path = match &a.index {
-        Some(p) => p.clone(),
-        None => model.index_path().map(PathBuf::from).with_context(|| {
-            format!(
-                "{} does not record the index it was trained on; give --index",
-                a.model.display()
-            )
-        })?,
-    };
-    let index = BehaviorIndex::open_read_only(&index_path)?;
+    let model = TrainedRecall::load(&a.model, a.device.resolve()?)?;
+    let index = BehaviorIndex::open_read_only(&a.index)?;
     let catalog = catalog_of(&index.snapshot());
     let t0 = Instant::now();
     let vectors = catalog_vectors(&model, &catalog)?;
@@ -323,7 +314,7 @@ pub fn run_eval_recall(a: EvalRecallArgs) -> Result<()> {
         }
     }
     for m in &a.model {
-        let model = TrainedRecall::load(m, a.device)
+        let model = TrainedRecall::load(m, a.device.resolve()?)
             .with_context(|| format!("loading the recall model {}", m.display()))?;
         let name = m.display().to_string();
         scorers.push(Box::new(RecallModelScorer::new(model, &split.catalog, name)?));
