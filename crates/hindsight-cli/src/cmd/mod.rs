@@ -15,6 +15,8 @@ pub mod serve;
 pub mod synth;
 #[cfg(feature = "model")]
 pub mod train;
+#[cfg(feature = "model")]
+pub mod train_recall;
 
 use hindsight_retrieval::StrategyKind;
 use hindsight_samples::{Negatives, Protocol, PROTOCOL_VERSION};
@@ -30,24 +32,56 @@ pub struct ProtocolArgs {
           value_parser = clap::value_parser!(u32).range(1..=PROTOCOL_VERSION as i64))]
     pub protocol_version: u32,
     /// How negatives are drawn: popularity (the main protocol) or
-    /// same-category (the hard-negative variant, protocol 2 only).
+    /// same-category (the hard-negative variant, protocol 2 only); for
+    /// `train --model sasrec`, a count: K of the sampled softmax (default 128).
     #[arg(long, default_value = "popularity")]
-    pub negatives: Negatives,
+    pub negatives: NegativesArg,
+}
+
+/// `--negatives`: a CTR protocol sampler, or the number of sampled
+/// negatives of `train --model sasrec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NegativesArg {
+    /// popularity or same-category.
+    Sampler(Negatives),
+    /// A count (SASRec's K).
+    Count(usize),
+}
+
+impl std::str::FromStr for NegativesArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().parse::<usize>() {
+            Ok(k) => Ok(NegativesArg::Count(k)),
+            Err(_) => s
+                .parse::<Negatives>()
+                .map(NegativesArg::Sampler)
+                .map_err(|e| format!("{e}; or a count of negatives for --model sasrec")),
+        }
+    }
 }
 
 impl ProtocolArgs {
     /// The protocol with the negative sampler's `seed` (the protocol fixes
     /// it at 42).
     pub fn protocol(&self, seed: u64) -> anyhow::Result<Protocol> {
-        if self.protocol_version == 1 && self.negatives != Negatives::Popularity {
+        let negatives = match self.negatives {
+            NegativesArg::Sampler(n) => n,
+            NegativesArg::Count(k) => anyhow::bail!(
+                "--negatives {k} is a count, which only `train --model sasrec` takes; \
+                 the CTR protocol's negatives are popularity or same-category"
+            ),
+        };
+        if self.protocol_version == 1 && negatives != Negatives::Popularity {
             anyhow::bail!(
                 "--negatives {} needs --protocol 2 (protocol 1 only has popularity negatives)",
-                self.negatives.as_str()
+                negatives.as_str()
             );
         }
         Ok(Protocol {
             version: self.protocol_version,
-            negatives: self.negatives,
+            negatives,
             seed,
             ..Protocol::default()
         })

@@ -20,9 +20,9 @@ pub struct TrainArgs {
     /// Index folder.
     #[arg(long)]
     pub index: PathBuf,
-    /// Model: sum_pool, din, dien.
+    /// Model: sum_pool, din, dien (CTR), or sasrec (recall: see the options below).
     #[arg(long, default_value = "din")]
-    pub model: ModelKind,
+    pub model: super::train_recall::TrainModel,
     #[command(flatten)]
     pub retrieval: super::RetrievalArgs,
     /// Output model folder (config.json + weights.safetensors).
@@ -57,6 +57,8 @@ pub struct TrainArgs {
     /// Print one JSON object (training report) on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub recall: super::train_recall::RecallArgs,
 }
 
 /// Loads or builds the model config of a run.
@@ -162,7 +164,11 @@ pub fn progress_display(
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
     let (strategy, n, device) = (a.retrieval.strategy, a.retrieval.n, a.device);
-    let mut cfg = model_config(a.model, a.config.as_deref(), a.epochs, a.stop_metric)?;
+    let kind = match a.model {
+        super::train_recall::TrainModel::Ctr(kind) => kind,
+        super::train_recall::TrainModel::SasRec => return super::train_recall::run(a),
+    };
+    let mut cfg = model_config(kind, a.config.as_deref(), a.epochs, a.stop_metric)?;
     cfg.seed = a.seed;
     device.resolve()?;
     set_torch_threads(a.torch_threads);
