@@ -221,7 +221,11 @@ impl Recommender {
     }
 
     /// Recommends `input.k` items to a user from `snapshot`.
-    pub fn recommend(&self, snapshot: &Snapshot, input: &RecommendInput<'_>) -> Result<Recommended> {
+    pub fn recommend(
+        &self,
+        snapshot: &Snapshot,
+        input: &RecommendInput<'_>,
+    ) -> Result<Recommended> {
         check_k(input.k)?;
         if let Some(rank) = &input.rank {
             if rank.candidates < input.k || rank.candidates > MAX_RECOMMEND {
@@ -339,7 +343,11 @@ fn rank_items(
         r.rank_score = Some(s);
     }
     // Stable: equal click probabilities keep their recall order.
-    items.sort_by(|a, b| b.rank_score.partial_cmp(&a.rank_score).expect("finite scores"));
+    items.sort_by(|a, b| {
+        b.rank_score
+            .partial_cmp(&a.rank_score)
+            .expect("finite scores")
+    });
     Ok(())
 }
 

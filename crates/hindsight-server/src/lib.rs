@@ -316,5 +316,7 @@ pub fn reload_on_sighup(state: Arc<AppState>) {
 
 #[cfg(test)]
 mod conn_tests;
+#[cfg(all(test, feature = "model"))]
+mod recommend_tests;
 #[cfg(test)]
 mod tests;

@@ -156,8 +156,8 @@ impl AppState {
         let this = self.clone();
         let result =
             tokio::task::spawn_blocking(move || this.load_next(model, index, recall_model))
-            .await
-            .map_err(|e| ServerError::Config(format!("the reload task failed: {e}")))?;
+                .await
+                .map_err(|e| ServerError::Config(format!("the reload task failed: {e}")))?;
         match result {
             Ok((next, old_appender)) => {
                 let info = next.info();

@@ -15,8 +15,8 @@ use hindsight_index::BehaviorIndex;
 use hindsight_model::{Device, TrainedRecall};
 use hindsight_recall::ann::{AnnIndex, AnnParams};
 use hindsight_recall::{
-    evaluate_parallel, CatalogScorer, EvalOptions, ItemCf, ItemCfParams, Popularity, RecallReport, Repeat,
-    RecallSplit, Target as EvalTarget,
+    evaluate_parallel, CatalogScorer, EvalOptions, ItemCf, ItemCfParams, Popularity, RecallReport,
+    RecallSplit, Repeat, Target as EvalTarget,
 };
 
 use super::train::set_torch_threads;
@@ -228,7 +228,10 @@ pub fn run_recommend(a: RecommendArgs) -> Result<()> {
             recommender.catalog_len()
         );
     }
-    println!("{:>4}  {:>12}  {:>12}  {:>10}", "rank", "item", "recall", "ctr");
+    println!(
+        "{:>4}  {:>12}  {:>12}  {:>10}",
+        "rank", "item", "recall", "ctr"
+    );
     for (i, r) in out.items.iter().enumerate() {
         let ctr = r.rank_score.map_or("-".to_owned(), |s| format!("{s:.4}"));
         println!(
@@ -265,7 +268,11 @@ pub struct EvalRecallArgs {
     pub model: Vec<PathBuf>,
     /// Baselines to evaluate beside the models: popularity, item-cf,
     /// repeat (comma-separated), or none.
-    #[arg(long, default_value = "popularity,item-cf,repeat", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "popularity,item-cf,repeat",
+        value_delimiter = ','
+    )]
     pub baselines: Vec<String>,
     /// Which held-out behavior: test (the last) or valid (the one before).
     #[arg(long, default_value = "test")]
@@ -308,16 +315,20 @@ pub fn run_eval_recall(a: EvalRecallArgs) -> Result<()> {
                 scorers.push(Box::new(ItemCf::new(&split, ItemCfParams::default())?))
             }
             "repeat" => scorers.push(Box::new(Repeat::new(&split))),
-            other => anyhow::bail!(
-                "unknown baseline {other:?}; use popularity, item-cf, repeat or none"
-            ),
+            other => {
+                anyhow::bail!("unknown baseline {other:?}; use popularity, item-cf, repeat or none")
+            }
         }
     }
     for m in &a.model {
         let model = TrainedRecall::load(m, a.device.resolve()?)
             .with_context(|| format!("loading the recall model {}", m.display()))?;
         let name = m.display().to_string();
-        scorers.push(Box::new(RecallModelScorer::new(model, &split.catalog, name)?));
+        scorers.push(Box::new(RecallModelScorer::new(
+            model,
+            &split.catalog,
+            name,
+        )?));
     }
     if scorers.is_empty() {
         anyhow::bail!("nothing to evaluate: give --model or at least one baseline");

@@ -42,7 +42,10 @@ pub async fn recommend(
     if req.k == 0 || req.k > max {
         return Err(ApiError::invalid(
             "k_out_of_range",
-            format!("k must be between 1 and {max} (max_recommend), got {}", req.k),
+            format!(
+                "k must be between 1 and {max} (max_recommend), got {}",
+                req.k
+            ),
         ));
     }
     let candidates = req
