@@ -1,0 +1,235 @@
+//! Recall end to end on the real movielens log: `train --model sasrec`
+//! (two epochs), `ann build`, `recommend` (with and without ranking by a
+//! CTR model), `eval-recall` against the baselines, and the errors of a
+//! mismatched pair.
+
+use std::path::Path;
+use std::process::Output;
+
+mod common;
+use common::bin;
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run hindsight")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/movielens-small");
+    if !data.exists() {
+        eprintln!("skipping: real data not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (idx, model, ctr) = (p("ml"), p("sasrec"), p("din"));
+    json(&run(&[
+        "ingest",
+        "--preset",
+        "movielens",
+        data.to_str().unwrap(),
+        "--index",
+        &idx,
+        "--json",
+    ]));
+    let trained = json(&run(&[
+        "train", "--index", &idx, "--model", "sasrec", "--out", &model, "--epochs", "2", "--dim",
+        "32", "--device", "cpu", "--json",
+    ]));
+    assert!(trained.to_string().contains("epochs"), "{trained}");
+
+    // Without an ANN index the catalog is searched exactly.
+    let exact = json(&run(&[
+        "recommend",
+        "--index",
+        &idx,
+        "--model",
+        &model,
+        "--user",
+        "1",
+        "-k",
+        "10",
+        "--json",
+    ]));
+    assert_eq!(exact["search"], "exact");
+    let built = json(&run(&[
+        "ann",
+        "build",
+        "--model",
+        &model,
+        "--index",
+        &idx,
+        "--ef-construction",
+        "64",
+        "--json",
+    ]));
+    assert_eq!(built["items"], 9724);
+    let rec = json(&run(&[
+        "recommend",
+        "--index",
+        &idx,
+        "--model",
+        &model,
+        "--user",
+        "1",
+        "-k",
+        "10",
+        "--json",
+    ]));
+    assert_eq!(rec["search"], "ann");
+    assert_eq!(rec["cold_start"], false);
+    let items: Vec<u64> = rec["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(items.len(), 10);
+    // Seen items are left out: none of user 1's rated movies comes back.
+    let history = json(&run(&[
+        "retrieve",
+        "--index",
+        &idx,
+        "--user",
+        "1",
+        "--item",
+        "1",
+        "--strategy",
+        "recent",
+        "-n",
+        "100000",
+        "--json",
+    ]));
+    let seen: std::collections::HashSet<u64> = history["behaviors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["item_id"].as_u64().unwrap())
+        .collect();
+    assert!(seen.len() > 100, "user 1 rated {} movies", seen.len());
+    assert!(items.iter().all(|i| !seen.contains(i)), "{items:?}");
+
+    // The exact and the approximate search agree on most of the top 10.
+    let exact_items: std::collections::HashSet<u64> = exact["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item_id"].as_u64().unwrap())
+        .collect();
+    let common = items.iter().filter(|i| exact_items.contains(i)).count();
+    assert!(common >= 8, "ANN and exact top 10 share {common} items");
+
+    // Recall then rank through a CTR model of the same index.
+    json(&run(&[
+        "train",
+        "--index",
+        &idx,
+        "--model",
+        "sum_pool",
+        "--strategy",
+        "recent",
+        "-n",
+        "10",
+        "--epochs",
+        "1",
+        "--out",
+        &ctr,
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    let ranked = json(&run(&[
+        "recommend",
+        "--index",
+        &idx,
+        "--model",
+        &model,
+        "--user",
+        "1",
+        "-k",
+        "5",
+        "--rank-with",
+        &ctr,
+        "--candidates",
+        "50",
+        "--json",
+    ]));
+    let scores: Vec<f64> = ranked["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 5);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+
+    // A CTR model is not a recall model, and back.
+    let out = run(&["recommend", "--index", &idx, "--model", &ctr, "--user", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["eval", "--index", &idx, "--model", &model]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("recall model"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Full-ranking evaluation: the model beside the three baselines.
+    let eval = json(&run(&[
+        "eval-recall",
+        "--index",
+        &idx,
+        "--model",
+        &model,
+        "--json",
+    ]));
+    let reports = eval["reports"].as_array().unwrap();
+    let names: Vec<&str> = reports
+        .iter()
+        .map(|r| r["scorer"].as_str().unwrap())
+        .collect();
+    assert_eq!(&names[..3], ["popularity", "item-cf", "repeat"]);
+    assert_eq!(reports.len(), 4);
+    for r in reports {
+        assert_eq!(r["users"], 610, "{r}");
+        let hr: Vec<f64> = r["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["hr"].as_f64().unwrap())
+            .collect();
+        assert!(
+            hr.windows(2).all(|w| w[0] <= w[1]),
+            "HR grows with K: {hr:?}"
+        );
+    }
+    // Unknown baseline, k = 0.
+    let out = run(&["eval-recall", "--index", &idx, "--baselines", "magic"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&[
+        "recommend",
+        "--index",
+        &idx,
+        "--model",
+        &model,
+        "--user",
+        "1",
+        "-k",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
