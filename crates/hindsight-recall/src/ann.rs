@@ -334,7 +334,12 @@ impl AnnIndex {
     }
 
     /// [`search`](Self::search) with another `ef_search`.
-    pub fn search_ef(&self, query: &[f32], k: usize, ef_search: usize) -> Result<Vec<(ItemId, f32)>> {
+    pub fn search_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef_search: usize,
+    ) -> Result<Vec<(ItemId, f32)>> {
         check_query(query, self.dim, k)?;
         let mut q = Vec::with_capacity(self.dim + 1);
         q.extend_from_slice(query);
@@ -598,7 +603,11 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let e = ExactIndex::build(&[1, 2], &[1.0, 0.0, 0.0, 1.0], 2).unwrap();
-        for (q, k) in [(&[1.0f32][..], 1), (&[1.0, 0.0][..], 0), (&[f32::NAN, 0.0][..], 1)] {
+        for (q, k) in [
+            (&[1.0f32][..], 1),
+            (&[1.0, 0.0][..], 0),
+            (&[f32::NAN, 0.0][..], 1),
+        ] {
             let err = e.search(q, k).unwrap_err();
             assert!(matches!(err, RecallError::InvalidParameter(_)), "{err}");
         }
@@ -671,7 +680,10 @@ mod tests {
         assert_eq!(back.search(&q, 20).unwrap(), ann.search(&q, 20).unwrap());
 
         let err = AnnIndex::load(dir.path(), "sha-b").unwrap_err();
-        assert!(matches!(err, RecallError::AnnSourceMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, RecallError::AnnSourceMismatch { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("sha-a") && err.to_string().contains("rebuild"));
 
         // A flipped byte in the graph.

@@ -270,7 +270,10 @@ pub fn evaluate(
     check(split, options)?;
     let started = Instant::now();
     let positions = CatalogPositions::new(split);
-    let users = &split.users[..options.max_users.unwrap_or(usize::MAX).min(split.users.len())];
+    let users = &split.users[..options
+        .max_users
+        .unwrap_or(usize::MAX)
+        .min(split.users.len())];
     let mut scores = vec![0.0f32; split.catalog.len()];
     let mut seen = HashSet::new();
     let mut outcomes = Vec::with_capacity(users.len());
@@ -307,7 +310,10 @@ pub fn evaluate_parallel(
     check(split, options)?;
     let started = Instant::now();
     let positions = CatalogPositions::new(split);
-    let users = &split.users[..options.max_users.unwrap_or(usize::MAX).min(split.users.len())];
+    let users = &split.users[..options
+        .max_users
+        .unwrap_or(usize::MAX)
+        .min(split.users.len())];
     let total = users.len();
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

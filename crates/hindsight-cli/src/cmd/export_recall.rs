@@ -66,7 +66,13 @@ pub struct Counts {
 
 const HEADER: &str = "user_id:token\titem_id_list:token_seq\titem_id:token";
 
-fn row(w: &mut impl Write, user: u64, history: &[hindsight_core::Behavior], item: u64, max_len: usize) -> std::io::Result<()> {
+fn row(
+    w: &mut impl Write,
+    user: u64,
+    history: &[hindsight_core::Behavior],
+    item: u64,
+    max_len: usize,
+) -> std::io::Result<()> {
     let start = history.len().saturating_sub(max_len);
     write!(w, "{user}\t")?;
     for (i, b) in history[start..].iter().enumerate() {
@@ -85,7 +91,12 @@ fn create(path: &Path) -> Result<BufWriter<File>> {
 }
 
 /// Writes the RecBole files of `split` into `out`.
-pub fn write_recbole(split: &RecallSplit, out: &Path, name: &str, max_len: usize) -> Result<Counts> {
+pub fn write_recbole(
+    split: &RecallSplit,
+    out: &Path,
+    name: &str,
+    max_len: usize,
+) -> Result<Counts> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut train = create(&out.join(format!("{name}.train.inter")))?;
     let mut valid = create(&out.join(format!("{name}.valid.inter")))?;
@@ -102,9 +113,21 @@ pub fn write_recbole(split: &RecallSplit, out: &Path, name: &str, max_len: usize
             row(&mut train, *user, &t[..i], t[i].item_id, max_len)?;
             train_rows += 1;
         }
-        row(&mut valid, *user, u.valid_history(), u.valid().item_id, max_len)?;
+        row(
+            &mut valid,
+            *user,
+            u.valid_history(),
+            u.valid().item_id,
+            max_len,
+        )?;
         valid_rows += 1;
-        row(&mut test, *user, u.test_history(), u.test().item_id, max_len)?;
+        row(
+            &mut test,
+            *user,
+            u.test_history(),
+            u.test().item_id,
+            max_len,
+        )?;
         test_rows += 1;
     }
     let mut items = create(&out.join(format!("{name}.item")))?;
@@ -130,10 +153,16 @@ pub fn write_recbole(split: &RecallSplit, out: &Path, name: &str, max_len: usize
 
 pub fn run(a: Args) -> Result<()> {
     if a.format != "recbole" {
-        bail!("unknown --format {:?}; the only format is recbole", a.format);
+        bail!(
+            "unknown --format {:?}; the only format is recbole",
+            a.format
+        );
     }
     if a.name.is_empty() || a.name.contains(['/', '.', '\\']) {
-        bail!("--name {:?} must be a plain file prefix (no '/', '.' or '\\')", a.name);
+        bail!(
+            "--name {:?} must be a plain file prefix (no '/', '.' or '\\')",
+            a.name
+        );
     }
     let index = BehaviorIndex::open_read_only(&a.index)?;
     let split = RecallSplit::leave_last_out(&index.snapshot(), a.min_behaviors)?;
@@ -173,7 +202,13 @@ mod tests {
             users: vec![
                 UserSequence {
                     user: 1,
-                    behaviors: vec![b(1, 0, 10), b(1, 1, 11), b(1, 2, 12), b(1, 3, 13), b(1, 4, 10)],
+                    behaviors: vec![
+                        b(1, 0, 10),
+                        b(1, 1, 11),
+                        b(1, 2, 12),
+                        b(1, 3, 13),
+                        b(1, 4, 10),
+                    ],
                 },
                 UserSequence {
                     user: 2,
@@ -197,8 +232,14 @@ mod tests {
             read("d.train.inter"),
             format!("{HEADER}\n1\t10\t11\n1\t10 11\t12\n")
         );
-        assert_eq!(read("d.valid.inter"), format!("{HEADER}\n1\t11 12\t13\n2\t11\t12\n"));
-        assert_eq!(read("d.test.inter"), format!("{HEADER}\n1\t12 13\t10\n2\t11 12\t14\n"));
+        assert_eq!(
+            read("d.valid.inter"),
+            format!("{HEADER}\n1\t11 12\t13\n2\t11\t12\n")
+        );
+        assert_eq!(
+            read("d.test.inter"),
+            format!("{HEADER}\n1\t12 13\t10\n2\t11 12\t14\n")
+        );
         assert_eq!(read("d.item"), "item_id:token\n10\n11\n12\n13\n14\n15\n");
         assert_eq!(
             c,
