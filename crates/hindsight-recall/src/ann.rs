@@ -3,9 +3,10 @@
 //!
 //! [`AnnIndex`] is an HNSW graph (Malkov & Yashunin, "Efficient and robust
 //! approximate nearest neighbor search using Hierarchical Navigable Small
-//! World graphs", TPAMI 2020), built with the `hnsw_rs` crate (chosen
-//! after measuring it against `instant-distance`: docs/benchmarks.md, `ann`
-//! section, and `examples/ann_bench.rs`). [`ExactIndex`] is brute force: the
+//! World graphs", TPAMI 2020), built with the `hnsw_rs` crate
+//! (`examples/ann_bench.rs` measures it against `instant-distance`; the
+//! first figures, docs/benchmarks.md `ann`, favour `instant-distance` at
+//! equal ef, so the choice is still open). [`ExactIndex`] is brute force: the
 //! baseline of the benchmark and the oracle of the tests.
 //!
 //! **Inner product through L2.** HNSW libraries search by a metric; the
@@ -69,8 +70,9 @@ pub struct AnnParams {
 }
 
 impl Default for AnnParams {
-    /// m 16, ef_construction 200, ef_search 200: recall@100 >= 0.95 on
-    /// the 1M x 64 benchmark catalog (docs/benchmarks.md).
+    /// m 16, ef_construction 200, ef_search 200. Not yet tuned: on the
+    /// 5k x 64 benchmark catalog these give recall@100 of about 0.5
+    /// (docs/benchmarks.md, `ann`); the 1M run is still to be measured.
     fn default() -> Self {
         AnnParams {
             m: 16,
