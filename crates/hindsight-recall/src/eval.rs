@@ -515,6 +515,10 @@ mod tests {
             |_| {},
         )
         .unwrap();
+        // Timings are not exact through serde_json's float printing.
+        let mut r = r;
+        r.wall_seconds = 0.5;
+        r.users_per_second = 2.0;
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"target\":\"test\""), "{json}");
         assert!(json.contains("\"ties\":\"average\""), "{json}");
