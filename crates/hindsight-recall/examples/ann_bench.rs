@@ -52,7 +52,11 @@ struct Args {
     #[arg(long, default_value = "100,200,400", value_delimiter = ',')]
     ef_search: Vec<usize>,
     /// Backends: hnsw_rs, instant-distance (comma-separated).
-    #[arg(long, default_value = "hnsw_rs,instant-distance", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "hnsw_rs,instant-distance",
+        value_delimiter = ','
+    )]
     backends: Vec<String>,
     /// Seed of the catalog and queries.
     #[arg(long, default_value_t = 42)]
@@ -117,6 +121,7 @@ struct Row {
     p99_us: f64,
 }
 
+#[allow(clippy::too_many_arguments)] // one call site per backend; a struct would only rename them
 fn measure(
     what: String,
     build_s: f64,
@@ -196,7 +201,13 @@ fn main() -> Result<()> {
     let exact_rss = (rss_kib("VmRSS:").saturating_sub(rss0)) as f64 / 1024.0;
     let mut truth = Vec::with_capacity(args.queries);
     for q in queries.chunks_exact(args.dim) {
-        truth.push(exact.search(q, args.k)?.into_iter().map(|x| x.0).collect::<Vec<_>>());
+        truth.push(
+            exact
+                .search(q, args.k)?
+                .into_iter()
+                .map(|x| x.0)
+                .collect::<Vec<_>>(),
+        );
     }
     rows.push(measure(
         "exact (brute force)".into(),
@@ -233,7 +244,13 @@ fn main() -> Result<()> {
                         args.dim,
                         args.k,
                         &truth,
-                        |q| Ok(ann.search_ef(q, args.k, ef)?.into_iter().map(|x| x.0).collect()),
+                        |q| {
+                            Ok(ann
+                                .search_ef(q, args.k, ef)?
+                                .into_iter()
+                                .map(|x| x.0)
+                                .collect())
+                        },
                     )?);
                 }
             }
@@ -306,7 +323,10 @@ fn main() -> Result<()> {
     println!(
         "peak RSS {:.0} MiB; load average at end: {}",
         rss_kib("VmHWM:") as f64 / 1024.0,
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     Ok(())
 }

@@ -98,7 +98,11 @@ fn main() -> Result<()> {
                 continue;
             }
             let m = |k: usize| r.at(k).expect("default cut-offs");
-            let new50 = r.new_item_metrics.iter().find(|m| m.k == 50).map_or(0.0, |m| m.hr);
+            let new50 = r
+                .new_item_metrics
+                .iter()
+                .find(|m| m.k == 50)
+                .map_or(0.0, |m| m.hr);
             println!(
                 "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {:.4} | {:.0} |",
                 r.scorer,

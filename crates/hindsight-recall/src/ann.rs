@@ -3,9 +3,10 @@
 //!
 //! [`AnnIndex`] is an HNSW graph (Malkov & Yashunin, "Efficient and robust
 //! approximate nearest neighbor search using Hierarchical Navigable Small
-//! World graphs", TPAMI 2020), built with the `hnsw_rs` crate (chosen
-//! after measuring it against `instant-distance`: docs/benchmarks.md, `ann`
-//! section, and `examples/ann_bench.rs`). [`ExactIndex`] is brute force: the
+//! World graphs", TPAMI 2020), built with the `hnsw_rs` crate
+//! (`examples/ann_bench.rs` measures it against `instant-distance`; the
+//! first figures, docs/benchmarks.md `ann`, favour `instant-distance` at
+//! equal ef, so the choice is still open). [`ExactIndex`] is brute force: the
 //! baseline of the benchmark and the oracle of the tests.
 //!
 //! **Inner product through L2.** HNSW libraries search by a metric; the
@@ -69,8 +70,9 @@ pub struct AnnParams {
 }
 
 impl Default for AnnParams {
-    /// m 16, ef_construction 200, ef_search 200: recall@100 >= 0.95 on
-    /// the 1M x 64 benchmark catalog (docs/benchmarks.md).
+    /// m 16, ef_construction 200, ef_search 200. Not yet tuned: on the
+    /// 5k x 64 benchmark catalog these give recall@100 of about 0.5
+    /// (docs/benchmarks.md, `ann`); the 1M run is still to be measured.
     fn default() -> Self {
         AnnParams {
             m: 16,
@@ -334,7 +336,12 @@ impl AnnIndex {
     }
 
     /// [`search`](Self::search) with another `ef_search`.
-    pub fn search_ef(&self, query: &[f32], k: usize, ef_search: usize) -> Result<Vec<(ItemId, f32)>> {
+    pub fn search_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef_search: usize,
+    ) -> Result<Vec<(ItemId, f32)>> {
         check_query(query, self.dim, k)?;
         let mut q = Vec::with_capacity(self.dim + 1);
         q.extend_from_slice(query);
@@ -598,7 +605,11 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let e = ExactIndex::build(&[1, 2], &[1.0, 0.0, 0.0, 1.0], 2).unwrap();
-        for (q, k) in [(&[1.0f32][..], 1), (&[1.0, 0.0][..], 0), (&[f32::NAN, 0.0][..], 1)] {
+        for (q, k) in [
+            (&[1.0f32][..], 1),
+            (&[1.0, 0.0][..], 0),
+            (&[f32::NAN, 0.0][..], 1),
+        ] {
             let err = e.search(q, k).unwrap_err();
             assert!(matches!(err, RecallError::InvalidParameter(_)), "{err}");
         }
@@ -671,7 +682,10 @@ mod tests {
         assert_eq!(back.search(&q, 20).unwrap(), ann.search(&q, 20).unwrap());
 
         let err = AnnIndex::load(dir.path(), "sha-b").unwrap_err();
-        assert!(matches!(err, RecallError::AnnSourceMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, RecallError::AnnSourceMismatch { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("sha-a") && err.to_string().contains("rebuild"));
 
         // A flipped byte in the graph.

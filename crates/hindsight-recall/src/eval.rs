@@ -270,7 +270,10 @@ pub fn evaluate(
     check(split, options)?;
     let started = Instant::now();
     let positions = CatalogPositions::new(split);
-    let users = &split.users[..options.max_users.unwrap_or(usize::MAX).min(split.users.len())];
+    let users = &split.users[..options
+        .max_users
+        .unwrap_or(usize::MAX)
+        .min(split.users.len())];
     let mut scores = vec![0.0f32; split.catalog.len()];
     let mut seen = HashSet::new();
     let mut outcomes = Vec::with_capacity(users.len());
@@ -307,7 +310,10 @@ pub fn evaluate_parallel(
     check(split, options)?;
     let started = Instant::now();
     let positions = CatalogPositions::new(split);
-    let users = &split.users[..options.max_users.unwrap_or(usize::MAX).min(split.users.len())];
+    let users = &split.users[..options
+        .max_users
+        .unwrap_or(usize::MAX)
+        .min(split.users.len())];
     let total = users.len();
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -509,6 +515,10 @@ mod tests {
             |_| {},
         )
         .unwrap();
+        // Timings are not exact through serde_json's float printing.
+        let mut r = r;
+        r.wall_seconds = 0.5;
+        r.users_per_second = 2.0;
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"target\":\"test\""), "{json}");
         assert!(json.contains("\"ties\":\"average\""), "{json}");

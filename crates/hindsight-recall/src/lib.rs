@@ -81,7 +81,9 @@ pub enum RecallError {
         source: std::io::Error,
     },
     /// An ANN folder's files do not form a valid index.
-    #[error("the ANN index in {path} is damaged ({reason}); rebuild it with `hindsight ann build`")]
+    #[error(
+        "the ANN index in {path} is damaged ({reason}); rebuild it with `hindsight ann build`"
+    )]
     CorruptAnn {
         /// The folder.
         path: std::path::PathBuf,

@@ -273,7 +273,10 @@ mod tests {
         for t in [TieRule::Average, TieRule::Pessimistic] {
             assert_eq!(t.as_str().parse::<TieRule>(), Ok(t));
         }
-        assert!("optimistic".parse::<TieRule>().unwrap_err().contains("pessimistic"));
+        assert!("optimistic"
+            .parse::<TieRule>()
+            .unwrap_err()
+            .contains("pessimistic"));
     }
 
     proptest! {
