@@ -236,6 +236,30 @@ impl<'a> Window<'a> {
         })
     }
 
+    /// Every training position of `train` in consecutive windows of at
+    /// most `max_len` predicted positions, the newest window first (the
+    /// first is [`training`](Self::training)'s); each position is predicted
+    /// by exactly one window, from the at most `max_len` behaviors before
+    /// it within that window.
+    pub(crate) fn training_all(train: &'a [Behavior], max_len: usize) -> Vec<Self> {
+        let mut out = Vec::new();
+        let Some(mut w) = Self::training(train, max_len) else {
+            return out;
+        };
+        loop {
+            out.push(w);
+            let end = w.end - w.len;
+            if end == 0 {
+                return out;
+            }
+            w = Self {
+                seq: train,
+                end,
+                len: end.min(max_len),
+            };
+        }
+    }
+
     /// Number of predicted positions of a training window.
     pub(crate) fn positions(&self) -> usize {
         self.len

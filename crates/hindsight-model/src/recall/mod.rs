@@ -223,6 +223,13 @@ pub struct SasRecConfig {
     pub dropout: f64,
     /// Window: at most this many most recent behaviors are the input.
     pub max_len: usize,
+    /// Train on every position of a user's training part, cut into
+    /// consecutive windows of `max_len` predicted positions (the newest
+    /// window first), instead of only the most recent window (what
+    /// pmixer/SASRec.pytorch does). Default true: with one window, a user
+    /// with 500 training behaviors contributes 50 positions and the rest of
+    /// the log is never seen.
+    pub all_windows: bool,
     /// The training loss.
     pub loss: RecallLoss,
     /// How the sampled softmax draws negatives.
@@ -262,6 +269,7 @@ impl Default for SasRecConfig {
             heads: 1,
             dropout: 0.2,
             max_len: 50,
+            all_windows: true,
             loss: RecallLoss::default(),
             sampling: NegativeSampling::Uniform,
             lr: 1e-3,

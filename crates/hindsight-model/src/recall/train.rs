@@ -245,7 +245,15 @@ pub(crate) fn fit(
     let windows: Vec<Window<'_>> = split
         .users
         .iter()
-        .filter_map(|u| Window::training(u.train(), cfg.max_len))
+        .flat_map(|u| {
+            if cfg.all_windows {
+                Window::training_all(u.train(), cfg.max_len)
+            } else {
+                Window::training(u.train(), cfg.max_len)
+                    .into_iter()
+                    .collect()
+            }
+        })
         .collect();
     if windows.is_empty() || vocab_items == 0 {
         return Err(ModelError::EmptySplit { split: "train" });
