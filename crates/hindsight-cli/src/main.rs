@@ -53,7 +53,7 @@ enum Command {
     },
     /// Export evaluation-protocol samples with retrieved histories (CSV for peer libraries).
     ExportSamples(cmd::export::Args),
-    /// Train a CTR model (sum_pool, din, dien) on retrieved histories.
+    /// Train a CTR model (sum_pool, din, dien, atrank, bst) on retrieved histories.
     #[cfg(feature = "model")]
     Train(cmd::train::TrainArgs),
     /// Train a CTR model (not in this build: needs the `model` feature).

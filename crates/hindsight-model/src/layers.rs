@@ -1,5 +1,7 @@
 //! Building blocks shared by the models: seeded initialisation, linear
-//! layers, activations (PReLU, Dice), MLPs and the feature embeddings.
+//! layers, activations (PReLU, Dice), MLPs, the feature embeddings, and a
+//! minimal multi-head attention and Transformer block (Vaswani et al.,
+//! "Attention Is All You Need", NeurIPS 2017) for ATRank and BST.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -300,6 +302,16 @@ impl FeatureEmbedding {
         )
     }
 
+    /// Size of one id embedding.
+    pub(crate) fn dim(&self) -> i64 {
+        self.dim
+    }
+
+    /// The history's time-gap embeddings, `[B, N, dim]`.
+    pub(crate) fn history_time_gaps(&self, batch: &Batch) -> Tensor {
+        Self::lookup(&self.time_gap, &batch.time_gaps)
+    }
+
     /// The history's contexts, `[B, N, context_dim]`.
     pub(crate) fn history_context(&self, batch: &Batch) -> Tensor {
         Tensor::cat(
@@ -309,5 +321,135 @@ impl FeatureEmbedding {
             ],
             -1,
         )
+    }
+}
+
+/// Layer normalisation over the last axis, with a learnt gain and bias.
+#[derive(Debug)]
+pub(crate) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    size: i64,
+}
+
+impl LayerNorm {
+    pub(crate) fn new(p: &nn::Path<'_>, size: i64) -> Self {
+        Self {
+            weight: p.var("weight", &[size], nn::Init::Const(1.0)),
+            bias: p.var("bias", &[size], nn::Init::Const(0.0)),
+            size,
+        }
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor) -> Tensor {
+        xs.layer_norm([self.size], Some(&self.weight), Some(&self.bias), 1e-5, false)
+    }
+}
+
+/// Fills the attention logits of padding keys: far enough below any real
+/// logit that their weight is exactly 0 in `f32`, finite so that a row
+/// without any real key stays finite (callers mask such rows).
+const MASKED_LOGIT: f64 = -1e9;
+
+/// Multi-head scaled dot-product attention: `heads` projections of the
+/// queries, keys and values ("latent semantic spaces" in ATRank), softmax
+/// over the real keys, concatenation, one output projection.
+#[derive(Debug)]
+pub(crate) struct MultiHeadAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+    heads: i64,
+    dim: i64,
+}
+
+impl MultiHeadAttention {
+    /// Queries of size `query_dim`, keys and values of size `dim`, output
+    /// of size `dim`; `dim` must be a multiple of `heads` (validated by
+    /// the config).
+    pub(crate) fn new(
+        p: &nn::Path<'_>,
+        init: &mut Init,
+        query_dim: i64,
+        dim: i64,
+        heads: i64,
+    ) -> Self {
+        Self {
+            query: Linear::new(&(p / "query"), init, query_dim, dim),
+            key: Linear::new(&(p / "key"), init, dim, dim),
+            value: Linear::new(&(p / "value"), init, dim, dim),
+            out: Linear::new(&(p / "out"), init, dim, dim),
+            heads,
+            dim,
+        }
+    }
+
+    fn split(&self, xs: &Tensor) -> Tensor {
+        let s = xs.size();
+        xs.view([s[0], s[1], self.heads, self.dim / self.heads])
+            .transpose(1, 2)
+    }
+
+    /// Attends queries `[B, Lq, query_dim]` over keys and values `[B, Lk,
+    /// dim]` whose real positions are 1 in `key_mask` `[B, Lk]`; returns
+    /// `[B, Lq, dim]`. A query whose keys are all padding gets a finite
+    /// but meaningless result.
+    pub(crate) fn forward(&self, queries: &Tensor, keys: &Tensor, key_mask: &Tensor) -> Tensor {
+        let s = queries.size();
+        let (b, lq) = (s[0], s[1]);
+        let lk = keys.size()[1];
+        let q = self.split(&self.query.forward(queries));
+        let k = self.split(&self.key.forward(keys));
+        let v = self.split(&self.value.forward(keys));
+        let scale = 1.0 / ((self.dim / self.heads) as f64).sqrt();
+        let logits = q.matmul(&k.transpose(-2, -1)) * scale;
+        let padding = key_mask.eq(0.0).view([b, 1, 1, lk]);
+        let weights = logits
+            .masked_fill(&padding, MASKED_LOGIT)
+            .softmax(-1, Kind::Float);
+        let attended = weights
+            .matmul(&v)
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, lq, self.dim]);
+        self.out.forward(&attended)
+    }
+}
+
+/// A post-norm Transformer encoder block: `x' = LN(x + MHA(x))`, `y =
+/// LN(x' + W2 LeakyReLU(W1 x'))` (as BST writes it), without dropout.
+#[derive(Debug)]
+pub(crate) struct TransformerBlock {
+    attention: MultiHeadAttention,
+    norm1: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    norm2: LayerNorm,
+}
+
+impl TransformerBlock {
+    /// A block over tokens of size `dim` with `heads` heads and a
+    /// feed-forward layer of `4 dim` units.
+    pub(crate) fn new(p: &nn::Path<'_>, init: &mut Init, dim: i64, heads: i64) -> Self {
+        Self {
+            attention: MultiHeadAttention::new(&(p / "attention"), init, dim, dim, heads),
+            norm1: LayerNorm::new(&(p / "norm1"), dim),
+            ffn_in: Linear::new(&(p / "ffn_in"), init, dim, 4 * dim),
+            ffn_out: Linear::new(&(p / "ffn_out"), init, 4 * dim, dim),
+            norm2: LayerNorm::new(&(p / "norm2"), dim),
+        }
+    }
+
+    /// Self-attention over `xs` `[B, L, dim]` with `mask` `[B, L]`; the
+    /// outputs at padding positions are meaningless (callers mask them).
+    pub(crate) fn forward(&self, xs: &Tensor, mask: &Tensor) -> Tensor {
+        let h = self
+            .norm1
+            .forward(&(xs + self.attention.forward(xs, xs, mask)));
+        let ffn = self
+            .ffn_out
+            .forward(&self.ffn_in.forward(&h).leaky_relu());
+        self.norm2.forward(&(&h + ffn))
     }
 }
