@@ -14,19 +14,24 @@ use crate::vocab::{FeatureVocab, TIME_GAP_BUCKETS};
 /// Seeded parameter initialisation, independent of libtorch's global
 /// generator, so that two models built with the same seed are identical
 /// whatever else runs in the process and on whichever device.
-pub(crate) struct Init {
+///
+/// Public so that the reusable layers of [`crate::transformer`] can be
+/// built from outside the crate's own models.
+#[derive(Debug)]
+pub struct Init {
     rng: ChaCha8Rng,
 }
 
 impl Init {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
 
     /// A CPU tensor with values uniform in `[-bound, bound)`.
-    pub(crate) fn uniform(&mut self, shape: &[i64], bound: f32) -> Tensor {
+    pub fn uniform(&mut self, shape: &[i64], bound: f32) -> Tensor {
         let numel: i64 = shape.iter().product();
         let data: Vec<f32> = (0..numel)
             .map(|_| self.rng.random_range(-bound..bound))

@@ -5,6 +5,9 @@
 //! * [`Din`]: Deep Interest Network (Zhou et al., "Deep Interest Network
 //!   for Click-Through Rate Prediction", KDD 2018): a local activation unit
 //!   weights each retrieved behavior by its relevance to the target.
+//! * [`transformer`]: multi-head self-attention (causal and key-padding
+//!   masks), feed-forward, layer norm and pre-/post-LN transformer blocks,
+//!   reusable by the sequence models.
 //! * [`Dien`]: Deep Interest Evolution Network (Zhou et al., "Deep Interest
 //!   Evolution Network for Click-Through Rate Prediction", AAAI 2019): a GRU
 //!   interest extractor with an auxiliary loss and an attention-gated GRU
@@ -52,6 +55,7 @@ mod layers;
 pub mod models;
 mod train;
 mod trained;
+pub mod transformer;
 mod vocab;
 
 #[cfg(test)]
@@ -62,6 +66,7 @@ pub use config::{Activation, ModelConfig, StopMetric};
 pub use device::{device_name, set_cpu_threads, Device};
 pub use error::{ModelError, Result};
 pub use example::Example;
+pub use layers::Init;
 pub use models::{
     build_model, Atrank, Bst, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool,
 };
