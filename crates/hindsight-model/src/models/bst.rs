@@ -10,23 +10,27 @@
 //!   context (its gap is 0 by definition). Tokens are projected to
 //!   `transformer_dim`.
 //! * **Transformer layer**: multi-head self-attention with residual and
-//!   layer normalisation, then a LeakyReLU feed-forward layer with the
-//!   same ([`TransformerBlock`], `transformer_layers` of them; the paper
-//!   found one best).
+//!   layer normalisation, then a feed-forward layer with the same: the
+//!   crate's [`crate::transformer::TransformerStack`], post-LN as in the
+//!   paper, `transformer_layers` blocks (the paper found one best).
 //! * **Output**: an MLP over the target token's output, the mean of the
 //!   behavior tokens' outputs and the target's item representation.
 //!
 //! Departure: the paper concatenates the outputs of its fixed-length
 //! sequence (20 behaviors); histories here have any length up to N, so the
 //! behavior tokens are mean-pooled over the real ones (and the target
-//! token, which attends over all of them, is kept apart). No dropout.
+//! token, which attends over all of them, is kept apart). The
+//! feed-forward activation is ReLU, not the paper's LeakyReLU (the shared
+//! layers offer ReLU and GELU). No dropout.
 
 use tch::{nn, Kind, Tensor};
 
 use super::{CtrModel, ModelKind, ModelOutput};
 use crate::batch::Batch;
 use crate::config::ModelConfig;
-use crate::layers::{FeatureEmbedding, Init, Linear, Mlp, TransformerBlock};
+use super::atrank::transformer_config;
+use crate::layers::{FeatureEmbedding, Init, Linear, Mlp};
+use crate::transformer::{AttentionMask, TransformerStack};
 use crate::vocab::FeatureVocab;
 
 /// BST.
@@ -36,7 +40,7 @@ pub struct Bst {
     /// The target token's context in place of (type, position).
     target_context: Tensor,
     input: Linear,
-    blocks: Vec<TransformerBlock>,
+    blocks: TransformerStack,
     mlp: Mlp,
 }
 
@@ -52,16 +56,13 @@ impl Bst {
             &init.uniform(&[emb.context_dim()], 0.05),
         );
         let input = Linear::new(&(p / "input"), &mut init, emb.behavior_dim(), dim);
-        let blocks = (0..cfg.transformer_layers)
-            .map(|i| {
-                TransformerBlock::new(
-                    &(p / format!("block{i}")),
-                    &mut init,
-                    dim,
-                    cfg.transformer_heads,
-                )
-            })
-            .collect();
+        let blocks = TransformerStack::new(
+            &(p / "transformer"),
+            &mut init,
+            &transformer_config(cfg),
+            cfg.transformer_layers as usize,
+        )
+        .expect("the transformer settings are validated with the model config");
         let mlp = Mlp::new(
             &(p / "mlp"),
             &mut init,
@@ -107,11 +108,10 @@ impl CtrModel for Bst {
         // of its own: position is the time-gap embedding).
         let tokens = self.input.forward(&Tensor::cat(&[target_token, behaviors], 1));
         let mask = Tensor::cat(&[batch.mask.ones_like().narrow(1, 0, 1), batch.mask.shallow_clone()], 1);
-        let mut h = tokens;
-        for block in &self.blocks {
-            h = block.forward(&h, &mask);
-        }
-        let n = h.size()[1];
+        let n = tokens.size()[1];
+        let attention_mask = AttentionMask::new(n, Some(&mask), false, mask.device())
+            .expect("the mask is [B, N + 1]");
+        let h = self.blocks.forward(&tokens, &attention_mask, train);
         let target_out = h.select(1, 0);
         let count = batch
             .mask
