@@ -231,7 +231,10 @@ fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
         assert!(s.batches >= 8);
     }
     // Two seeds: the same samples, two different models.
-    assert_eq!(results[0].row.eval.all.samples, results[1].row.eval.all.samples);
+    assert_eq!(
+        results[0].row.eval.all.samples,
+        results[1].row.eval.all.samples
+    );
     assert_ne!(
         results[0].row.eval.all.logloss,
         results[1].row.eval.all.logloss

@@ -295,19 +295,24 @@ impl ModelConfig {
                     .map_or((1, &[][..]), |(f, r)| (*f, r));
                 // The per-target matrix and the query term, once.
                 let per_target = dense(di, first) * 2.0;
-                let per_behavior = dense(di, first) + dense(dc, first) + mlp(first, rest) + 2.0 * db as f64;
+                let per_behavior =
+                    dense(di, first) + dense(dc, first) + mlp(first, rest) + 2.0 * db as f64;
                 per_target + n * per_behavior + mlp(db + di, &self.mlp_hidden)
             }
             ModelKind::Dien => {
                 let h = db;
                 let gru = dense(h, 3 * h) + dense(h, 3 * h);
                 let pooled = if self.dien_sum_pooling { 2 * di } else { 0 };
-                dense(di, h) + n * (2.0 * gru + 2.0 * h as f64) + mlp(h + di + pooled, &self.mlp_hidden)
+                dense(di, h)
+                    + n * (2.0 * gru + 2.0 * h as f64)
+                    + mlp(h + di + pooled, &self.mlp_hidden)
             }
             ModelKind::Atrank => {
                 let projection = n * dense(di + d, behavior_types.max(1) * dm);
-                let target_attention =
-                    dense(di, dm) + n * 2.0 * dense(dm, dm) + 2.0 * 2.0 * n * dm as f64 + dense(dm, dm);
+                let target_attention = dense(di, dm)
+                    + n * 2.0 * dense(dm, dm)
+                    + 2.0 * 2.0 * n * dm as f64
+                    + dense(dm, dm);
                 projection + layers * block(n) + target_attention + mlp(dm + di, &self.mlp_hidden)
             }
             ModelKind::Bst => {
@@ -364,10 +369,8 @@ mod tests {
         let din = ModelConfig::new(ModelKind::Din);
         let (di, dc, db) = (54.0, 36.0, 90.0);
         let per_behavior = 2.0 * di * 36.0 + 2.0 * dc * 36.0 + 2.0 * 36.0 + 2.0 * db;
-        let head = 2.0 * 2.0 * di * 36.0
-            + 2.0 * (db + di) * 200.0
-            + 2.0 * 200.0 * 80.0
-            + 2.0 * 80.0;
+        let head =
+            2.0 * 2.0 * di * 36.0 + 2.0 * (db + di) * 200.0 + 2.0 * 200.0 * 80.0 + 2.0 * 80.0;
         let got = din.flops_per_sample(50, 6);
         assert!((got - (head + 50.0 * per_behavior)).abs() < 1e-6, "{got}");
         for kind in ModelKind::ALL {

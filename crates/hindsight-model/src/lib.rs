@@ -67,9 +67,7 @@ pub use device::{device_name, set_cpu_threads, Device};
 pub use error::{ModelError, Result};
 pub use example::Example;
 pub use layers::Init;
-pub use models::{
-    build_model, Atrank, Bst, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool,
-};
+pub use models::{build_model, Atrank, Bst, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool};
 pub use train::{train, EpochReport, ProgressFn, TrainEvent, TrainOptions, TrainReport};
 pub use trained::{TrainedModel, CONFIG_FILE, WEIGHTS_FILE};
 pub use vocab::{time_gap_bucket, FeatureVocab, VocabBuilder, OOV, PAD, TIME_GAP_BUCKETS};

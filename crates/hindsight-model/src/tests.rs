@@ -293,7 +293,12 @@ fn training_is_deterministic_given_a_seed() {
     let train_set = synthetic(300, 8, 8);
     let valid_set = synthetic(100, 8, 9);
     let test_set = synthetic(50, 8, 10);
-    for kind in [ModelKind::Din, ModelKind::Dien, ModelKind::Atrank, ModelKind::Bst] {
+    for kind in [
+        ModelKind::Din,
+        ModelKind::Dien,
+        ModelKind::Atrank,
+        ModelKind::Bst,
+    ] {
         let mut cfg = small_config(kind);
         cfg.epochs = 2;
         let run = |seed| {

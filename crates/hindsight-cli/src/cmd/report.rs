@@ -519,9 +519,15 @@ fn differences_md(t: &Table) -> String {
             s += &line(a, b, format!("{} vs recent", a.strategy));
         }
     }
-    for a in cs.iter().filter(|c| c.model != "din" && c.section != Section::FullHistory) {
+    for a in cs
+        .iter()
+        .filter(|c| c.model != "din" && c.section != Section::FullHistory)
+    {
         if let Some(b) = cs.iter().find(|b| {
-            b.model == "din" && b.n == a.n && b.strategy == a.strategy && b.section != Section::FullHistory
+            b.model == "din"
+                && b.n == a.n
+                && b.strategy == a.strategy
+                && b.section != Section::FullHistory
         }) {
             s += &line(a, b, format!("{} vs din, {}", a.model, a.strategy));
         }
@@ -790,7 +796,12 @@ fn plan(a: &Args) -> Result<(Plan, GridSpec, ReportConfig)> {
         (None, Some(v)) => parse_list(v, "strategies")?,
         (None, None) => defaults.strategies.clone(),
     };
-    let small_n_models = list_or(&None, &file.small_n_models, "small_n_models", &[ModelKind::Din])?;
+    let small_n_models = list_or(
+        &None,
+        &file.small_n_models,
+        "small_n_models",
+        &[ModelKind::Din],
+    )?;
     let full_history_models = list_or(
         &None,
         &file.full_history_models,
@@ -827,7 +838,10 @@ fn plan(a: &Args) -> Result<(Plan, GridSpec, ReportConfig)> {
         strategies,
         models,
         n: a.n.or(file.n).unwrap_or(defaults.n),
-        din_small_n: a.din_small_n.or(file.small_n).unwrap_or(defaults.din_small_n),
+        din_small_n: a
+            .din_small_n
+            .or(file.small_n)
+            .unwrap_or(defaults.din_small_n),
         small_n_models,
         full_history_n: a
             .full_history_n
@@ -851,7 +865,11 @@ fn plan(a: &Args) -> Result<(Plan, GridSpec, ReportConfig)> {
     let names = |v: &[ModelKind]| v.iter().map(|m| m.as_str().to_owned()).collect();
     let plan = Plan {
         models: names(&spec.models),
-        strategies: spec.strategies.iter().map(|s| s.as_str().to_owned()).collect(),
+        strategies: spec
+            .strategies
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
         n: spec.n,
         small_n: spec.din_small_n,
         small_n_models: names(&spec.small_n_models),
@@ -1009,8 +1027,7 @@ pub fn run(a: Args) -> Result<()> {
     if plan.hard_negatives {
         let best = best_strategy(&report.main, n);
         let models: Vec<ModelKind> = parse_list(&plan.hard_negative_models, "models")?;
-        let best_models: Vec<ModelKind> =
-            parse_list(&plan.hard_negative_best_models, "models")?;
+        let best_models: Vec<ModelKind> = parse_list(&plan.hard_negative_best_models, "models")?;
         let hard_spec = GridSpec {
             models: models.clone(),
             small_n_models: models,
@@ -1025,7 +1042,10 @@ pub fn run(a: Args) -> Result<()> {
             ..base
         };
         if let Some(s) = best {
-            eprintln!("hard negatives: {} with the best strategy of the main table, {s}", plan.hard_negative_best_models.join(", "));
+            eprintln!(
+                "hard negatives: {} with the best strategy of the main table, {s}",
+                plan.hard_negative_best_models.join(", ")
+            );
         }
         report.hard_negatives = Some(Table {
             protocol: hard_spec.protocol.clone(),
@@ -1144,7 +1164,14 @@ learning_rate = 0.002
         }
     }
 
-    fn row(strategy: &str, n: usize, model: &str, seed: u64, auc: f64, section: Section) -> GridRow {
+    fn row(
+        strategy: &str,
+        n: usize,
+        model: &str,
+        seed: u64,
+        auc: f64,
+        section: Section,
+    ) -> GridRow {
         let m = hindsight_engine::Metrics {
             samples: 10,
             auc: Some(auc),
@@ -1189,10 +1216,20 @@ learning_rate = 0.002
     #[test]
     fn cells_pool_seeds_and_the_notes_compare_them() {
         let mut rows = Vec::new();
-        for (seed, (r, u)) in [(0.80, 0.85), (0.81, 0.86), (0.82, 0.87)].into_iter().enumerate() {
+        for (seed, (r, u)) in [(0.80, 0.85), (0.81, 0.86), (0.82, 0.87)]
+            .into_iter()
+            .enumerate()
+        {
             rows.push(row("recent", 50, "din", seed as u64, r, Section::Main));
             rows.push(row("ubr", 50, "din", seed as u64, u, Section::Main));
-            rows.push(row("recent", 1000, "din", seed as u64, 0.9, Section::FullHistory));
+            rows.push(row(
+                "recent",
+                1000,
+                "din",
+                seed as u64,
+                0.9,
+                Section::FullHistory,
+            ));
         }
         let t = Table {
             protocol: Protocol::default(),
@@ -1204,14 +1241,23 @@ learning_rate = 0.002
         assert!(cs.iter().all(|c| c.rows.len() == 3));
         assert_eq!(best_strategy(&t, 50), Some(StrategyKind::Ubr));
         let md = table_md(&t);
-        assert!(md.contains("| ubr | 50 | din | 3 | 0.8600 ± 0.0100 |"), "{md}");
+        assert!(
+            md.contains("| ubr | 50 | din | 3 | 0.8600 ± 0.0100 |"),
+            "{md}"
+        );
         assert!(md.contains("full (recent N=1000)"), "{md}");
         let diff = differences_md(&t);
         // 0.05 apart, spread 0.02: real.
-        assert!(diff.contains("| ubr vs recent | 50 | din | +0.0500 (real)"), "{diff}");
+        assert!(
+            diff.contains("| ubr vs recent | 50 | din | +0.0500 (real)"),
+            "{diff}"
+        );
         let full = full_history_md(&t);
         // ubr keeps (0.86 - 0.5) / (0.9 - 0.5) = 90 % at 5 % of the compute.
-        assert!(full.contains("| ubr | 50 | 0.8600 ± 0.0100 | -0.0400 (real) | 90.0 % | 50 | 5.0 % |"), "{full}");
+        assert!(
+            full.contains("| ubr | 50 | 0.8600 ± 0.0100 | -0.0400 (real) | 90.0 % | 50 | 5.0 % |"),
+            "{full}"
+        );
         let by = by_history_md(&t, 50);
         assert!(by.contains("| ubr | 50 | 0.8600 ± 0.0100 (n=10) |"), "{by}");
     }
