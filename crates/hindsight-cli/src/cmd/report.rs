@@ -478,6 +478,12 @@ fn verdict(a: Stat, b: Stat) -> String {
     }
 }
 
+/// A slice's figure of a cell (AUC, long-history AUC, new-item AUC).
+type SliceFn = dyn Fn(&Cell<'_>) -> Option<Stat>;
+
+/// A plotted point: x, mean, std.
+type ErrorPoint = (f64, f64, f64);
+
 /// The notes: every strategy against `recent` per model and N (AUC and
 /// long-history AUC), and every model against DIN per strategy at the
 /// main N.
@@ -486,7 +492,7 @@ fn differences_md(t: &Table) -> String {
     let mut s = String::from(
         "\n| compared | N | model | Δ AUC | Δ long AUC | Δ new-item AUC |\n|---|---|---|---|---|---|\n",
     );
-    let slices: [&dyn Fn(&Cell<'_>) -> Option<Stat>; 3] = [
+    let slices: [&SliceFn; 3] = [
         &|c: &Cell<'_>| c.auc(),
         &|c: &Cell<'_>| c.stat(|r| r.eval.long_history.auc),
         &|c: &Cell<'_>| c.stat(|r| r.eval.new_item.as_ref().and_then(|m| m.auc)),
@@ -680,7 +686,7 @@ fn plot(t: &Table, n: usize, title: &str, path: &Path) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("cannot load the plot font"))?;
     let buckets = first.rows[0].eval.by_history.len();
     // (x offset, mean, std) per cell and bucket.
-    let series: Vec<(String, Vec<(f64, f64, f64)>)> = cs
+    let series: Vec<(String, Vec<ErrorPoint>)> = cs
         .iter()
         .enumerate()
         .map(|(i, c)| {
