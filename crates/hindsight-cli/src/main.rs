@@ -55,7 +55,7 @@ enum Command {
     ExportSamples(cmd::export::Args),
     /// Export the recall protocol's leave-last-out split (RecBole benchmark files).
     ExportRecall(cmd::export_recall::Args),
-    /// Train a CTR model (sum_pool, din, dien) on retrieved histories, or a recall model (sasrec).
+    /// Train a CTR model (sum_pool, din, dien, atrank, bst) on retrieved histories, or a recall model (sasrec).
     #[cfg(feature = "model")]
     Train(cmd::train::TrainArgs),
     /// Train a CTR model (not in this build: needs the `model` feature).

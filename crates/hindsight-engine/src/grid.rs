@@ -1,10 +1,15 @@
 //! The evaluation grid: every (strategy, model) pair trained and evaluated
 //! on the protocol's samples of one index, what `hindsight report` runs.
 //!
-//! The grid is the strategies x models at the main N, plus DIN at a
-//! smaller N for every strategy ([`GridSpec::runs`]). Histories are
-//! retrieved once per (strategy, N) and shared by the models trained on
-//! them. [`Grid::run_next`] trains and evaluates one run at a time, so a
+//! The grid is the strategies x models at the main N, the small-N models
+//! (DIN) at a smaller N for every strategy, the full-history reference
+//! (DIN over the whole history before the target, capped at 1,000
+//! behaviors: `recent` at that N) and any extra (strategy, model) runs at
+//! the main N, each with every training seed ([`GridSpec::runs`]). The
+//! samples are fixed by the protocol (its sampler seed); a training seed
+//! changes only the model's initialisation and batch order. Histories are
+//! retrieved once per (strategy, N) and shared by the models and seeds
+//! trained on them. [`Grid::run_next`] trains and evaluates one run at a time, so a
 //! caller can save each result as it comes (an interrupted report keeps
 //! what it finished); progress (retrieval, run start, training batches and
 //! epochs) goes to one callback.
@@ -22,6 +27,7 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -43,11 +49,30 @@ pub struct GridSpec {
     pub models: Vec<ModelKind>,
     /// The main budget N.
     pub n: usize,
-    /// DIN is also run at this N for every strategy (0, or equal to `n`:
-    /// not).
+    /// The small-N models are also run at this N for every strategy (0, or
+    /// equal to `n`: not).
     pub din_small_n: usize,
+    /// The models run at `din_small_n` (the report: DIN).
+    pub small_n_models: Vec<ModelKind>,
+    /// The full-history reference: these models over `recent` at
+    /// `full_history_n` (0: no reference).
+    pub full_history_n: usize,
+    /// The models of the full-history reference (the report: DIN).
+    pub full_history_models: Vec<ModelKind>,
+    /// Further (strategy, model) runs at the main N, after the others
+    /// (the hard-negative table's ATRank and BST with the best strategy).
+    pub extra: Vec<(StrategyKind, ModelKind)>,
+    /// Training seeds (initialisation and batch order): every run is
+    /// trained once with each.
+    pub seeds: Vec<u64>,
+    /// Each model's config (defaults for a model not in the map); the
+    /// grid's `epochs`, `patience` and `stop_metric` override it.
+    pub model_configs: HashMap<ModelKind, ModelConfig>,
     /// Maximum epochs of every model (`None`: each model config's).
     pub epochs: Option<usize>,
+    /// Early-stopping patience of every model (`None`: each model
+    /// config's).
+    pub patience: Option<usize>,
     /// What early stopping maximises (`None`: the model config's).
     pub stop_metric: Option<StopMetric>,
     /// Where models train and score.
@@ -58,22 +83,52 @@ pub struct GridSpec {
     pub threads: usize,
 }
 
+/// The training seeds of a report: three, as the protocol asks.
+pub const DEFAULT_SEEDS: [u64; 3] = [1, 2, 3];
+
+/// The full-history reference's cap: all behaviors before the target, at
+/// most this many.
+pub const FULL_HISTORY_N: usize = 1000;
+
 impl Default for GridSpec {
     /// The report's grid: recent, sim-hard, ubr, hybrid x sum_pool, din,
-    /// dien at N = 50, DIN at N = 20, the default protocol.
+    /// dien, atrank, bst at N = 50, DIN at N = 20, the full-history DIN,
+    /// seeds 1, 2, 3, the default protocol, each model config's epochs
+    /// (20) and patience (2).
     fn default() -> Self {
         GridSpec {
             strategies: StrategyKind::ALL.to_vec(),
-            models: vec![ModelKind::SumPool, ModelKind::Din, ModelKind::Dien],
+            models: ModelKind::ALL.to_vec(),
             n: 50,
             din_small_n: 20,
+            small_n_models: vec![ModelKind::Din],
+            full_history_n: FULL_HISTORY_N,
+            full_history_models: vec![ModelKind::Din],
+            extra: Vec::new(),
+            seeds: DEFAULT_SEEDS.to_vec(),
+            model_configs: HashMap::new(),
             epochs: None,
+            patience: None,
             stop_metric: None,
             device: Device::Auto,
             protocol: Protocol::default(),
             threads: 2,
         }
     }
+}
+
+/// Which part of the grid a run belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    /// Strategies x models at the main N.
+    Main,
+    /// The small-N models at the small N.
+    SmallN,
+    /// The full-history reference.
+    FullHistory,
+    /// An extra (strategy, model) run at the main N.
+    Extra,
 }
 
 /// One run of the grid.
@@ -85,46 +140,88 @@ pub struct GridRun {
     pub n: usize,
     /// Model trained.
     pub model: ModelKind,
+    /// Training seed.
+    pub seed: u64,
+    /// The part of the grid.
+    pub section: Section,
 }
 
 impl fmt::Display for GridRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} / {} N={}", self.model, self.strategy, self.n)
+        write!(
+            f,
+            "{} / {} N={} seed {}",
+            self.model, self.strategy, self.n, self.seed
+        )?;
+        if self.section == Section::FullHistory {
+            f.write_str(" (full history)")?;
+        }
+        Ok(())
     }
 }
 
 impl GridSpec {
-    /// The runs in order: for each strategy every model at `n`, then (when
-    /// `din_small_n` is neither 0 nor `n`) DIN at `din_small_n` for each
-    /// strategy.
+    /// The runs in order, each once per seed: for each strategy every
+    /// model at `n`; then (when `din_small_n` is neither 0 nor `n`) the
+    /// small-N models at `din_small_n` for each strategy; then the
+    /// full-history models on `recent` at `full_history_n` (when not 0);
+    /// then the extra runs at `n`.
     pub fn runs(&self) -> Vec<GridRun> {
-        let mut runs: Vec<GridRun> = self
-            .strategies
-            .iter()
-            .flat_map(|&strategy| {
-                self.models.iter().map(move |&model| GridRun {
-                    strategy,
-                    n: self.n,
+        let mut groups: Vec<(StrategyKind, usize, ModelKind, Section)> = Vec::new();
+        for &strategy in &self.strategies {
+            for &model in &self.models {
+                groups.push((strategy, self.n, model, Section::Main));
+            }
+        }
+        if self.din_small_n > 0 && self.din_small_n != self.n {
+            for &strategy in &self.strategies {
+                for &model in &self.small_n_models {
+                    groups.push((strategy, self.din_small_n, model, Section::SmallN));
+                }
+            }
+        }
+        if self.full_history_n > 0 {
+            for &model in &self.full_history_models {
+                groups.push((
+                    StrategyKind::Recent,
+                    self.full_history_n,
                     model,
+                    Section::FullHistory,
+                ));
+            }
+        }
+        for &(strategy, model) in &self.extra {
+            groups.push((strategy, self.n, model, Section::Extra));
+        }
+        groups
+            .into_iter()
+            .flat_map(|(strategy, n, model, section)| {
+                self.seeds.iter().map(move |&seed| GridRun {
+                    strategy,
+                    n,
+                    model,
+                    seed,
+                    section,
                 })
             })
-            .collect();
-        if self.din_small_n > 0 && self.din_small_n != self.n {
-            runs.extend(self.strategies.iter().map(|&strategy| GridRun {
-                strategy,
-                n: self.din_small_n,
-                model: ModelKind::Din,
-            }));
-        }
-        runs
+            .collect()
     }
 
-    /// The model config of a run: the model's defaults with this grid's
-    /// epochs and stop metric, validated.
+    /// The model config of a run: the model's config (from
+    /// `model_configs` or the defaults) with this grid's epochs, patience
+    /// and stop metric, and the run's seed, validated.
     pub fn config(&self, model: ModelKind) -> Result<ModelConfig> {
-        let mut cfg = ModelConfig::new(model);
+        let mut cfg = self
+            .model_configs
+            .get(&model)
+            .cloned()
+            .unwrap_or_else(|| ModelConfig::new(model));
+        cfg.kind = model;
         if let Some(e) = self.epochs {
             cfg.epochs = e;
+        }
+        if let Some(p) = self.patience {
+            cfg.patience = p;
         }
         if let Some(m) = self.stop_metric {
             cfg.stop_metric = m;
@@ -137,8 +234,11 @@ impl GridSpec {
     /// and returns the early stopping the runs use: the stop metric and
     /// patience (of the last model's config).
     pub fn check(&self) -> Result<(StopMetric, usize)> {
-        if self.strategies.is_empty() {
+        if self.strategies.is_empty() && self.extra.is_empty() {
             return Err(EngineError::EmptyGrid("strategies"));
+        }
+        if self.seeds.is_empty() {
+            return Err(EngineError::EmptyGrid("seeds"));
         }
         if self.n == 0 {
             return Err(EngineError::InvalidInput(
@@ -146,9 +246,18 @@ impl GridSpec {
             ));
         }
         let mut stop = None;
-        for &kind in &self.models {
+        let all = self
+            .models
+            .iter()
+            .chain(&self.small_n_models)
+            .chain(&self.full_history_models)
+            .chain(self.extra.iter().map(|(_, m)| m));
+        for &kind in all {
             let cfg = self.config(kind)?;
             stop = Some((cfg.stop_metric, cfg.patience));
+        }
+        if self.models.is_empty() && self.extra.is_empty() {
+            return Err(EngineError::EmptyGrid("models"));
         }
         stop.ok_or(EngineError::EmptyGrid("models"))
     }
@@ -192,6 +301,19 @@ pub struct GridRow {
     pub n: usize,
     /// Model kind.
     pub model: String,
+    /// Training seed.
+    pub seed: u64,
+    /// The part of the grid.
+    pub section: Section,
+    /// Forward floating-point operations per sample at this N, estimated
+    /// analytically ([`ModelConfig::flops_per_sample`]).
+    pub flops_per_sample: f64,
+    /// The mean number of behaviors in the test samples' model input
+    /// (retrieved, at most N).
+    pub mean_input_len: f64,
+    /// Forward operations per test sample at its actual input length
+    /// (the mean over the test samples).
+    pub mean_flops_per_sample: f64,
     /// The evaluation on the test split.
     pub eval: EvalReport,
     /// Wall-clock seconds of training, validation included.
@@ -300,7 +422,8 @@ impl<'a> Grid<'a> {
             total: self.runs.len(),
             elapsed_secs: self.started.elapsed().as_secs_f64(),
         });
-        let cfg = self.spec.config(run.model)?;
+        let mut cfg = self.spec.config(run.model)?;
+        cfg.seed = run.seed;
         let progress = self.progress.clone();
         let prepared = self.prepared.as_ref().expect("prepared above");
         let (model, tr) = prepared.train_with_progress(&cfg, self.spec.device, move |p| {
@@ -310,10 +433,23 @@ impl<'a> Grid<'a> {
         let eval = prepared.evaluate(&model)?;
         let trained: f64 = tr.epochs.iter().map(|e| e.seconds).sum();
         let seen = tr.train_examples as f64 * tr.epochs.len() as f64;
+        let types = model.vocab().behavior_type_table_size();
+        let lens = prepared.input_lens(hindsight_samples::Split::Test);
+        let mean_len = lens.iter().sum::<usize>() as f64 / lens.len().max(1) as f64;
+        let mean_flops = lens
+            .iter()
+            .map(|&l| cfg.flops_per_sample(l, types))
+            .sum::<f64>()
+            / lens.len().max(1) as f64;
         let row = GridRow {
             strategy: run.strategy.as_str().to_owned(),
             n: run.n,
             model: run.model.as_str().to_owned(),
+            seed: run.seed,
+            section: run.section,
+            flops_per_sample: cfg.flops_per_sample(run.n, types),
+            mean_input_len: mean_len,
+            mean_flops_per_sample: mean_flops,
             eval,
             train_seconds: tr.seconds,
             train_samples_per_sec: seen / trained.max(1e-9),
@@ -337,12 +473,14 @@ mod tests {
             models: vec![ModelKind::SumPool, ModelKind::Dien],
             n,
             din_small_n,
+            full_history_n: 0,
+            seeds: vec![7],
             ..GridSpec::default()
         }
     }
 
     #[test]
-    fn runs_are_strategies_by_models_then_din_at_the_small_n() {
+    fn runs_are_strategies_by_models_then_the_small_n_the_full_history_and_extras() {
         let runs = spec(50, 20).runs();
         let got: Vec<(StrategyKind, usize, ModelKind)> =
             runs.iter().map(|r| (r.strategy, r.n, r.model)).collect();
@@ -359,10 +497,32 @@ mod tests {
                 (Ubr, 20, Din),
             ]
         );
+        assert!(runs.iter().all(|r| r.seed == 7));
         // No small-N runs when it is 0 or the main N.
         assert_eq!(spec(50, 0).runs().len(), 4);
         assert_eq!(spec(50, 50).runs().len(), 4);
-        assert_eq!(GridSpec::default().runs().len(), 4 * 3 + 4);
+        // Every run once per seed, seeds innermost (they share histories).
+        let mut s = spec(50, 0);
+        s.seeds = vec![1, 2, 3];
+        s.full_history_n = 1000;
+        s.extra = vec![(Ubr, Bst)];
+        let runs = s.runs();
+        assert_eq!(runs.len(), (4 + 1 + 1) * 3);
+        let seeds: Vec<u64> = runs.iter().take(3).map(|r| r.seed).collect();
+        assert_eq!(seeds, vec![1, 2, 3]);
+        let full = &runs[12];
+        assert_eq!(
+            (full.strategy, full.n, full.model, full.section),
+            (Recent, 1000, Din, Section::FullHistory)
+        );
+        let extra = runs.last().unwrap();
+        assert_eq!(
+            (extra.strategy, extra.n, extra.model, extra.section),
+            (Ubr, 50, Bst, Section::Extra)
+        );
+        // The default: 4 strategies x 5 models, DIN at N = 20, the full
+        // history, three seeds.
+        assert_eq!(GridSpec::default().runs().len(), (4 * 5 + 4 + 1) * 3);
     }
 
     #[test]
@@ -377,16 +537,36 @@ mod tests {
             Err(EngineError::EmptyGrid("strategies"))
         ));
         let mut s = spec(50, 20);
+        s.seeds.clear();
+        assert!(matches!(s.check(), Err(EngineError::EmptyGrid("seeds"))));
+        let mut s = spec(50, 20);
         s.epochs = Some(0);
         assert!(s.check().is_err());
         let mut s = spec(50, 20);
         s.stop_metric = Some(StopMetric::Auc);
+        s.patience = Some(4);
         let (metric, patience) = s.check().unwrap();
         assert_eq!(metric, StopMetric::Auc);
-        assert_eq!(patience, ModelConfig::new(ModelKind::Dien).patience);
+        assert_eq!(patience, 4);
         assert_eq!(
             s.config(ModelKind::Din).unwrap().stop_metric,
             StopMetric::Auc
         );
+        // A model's own config, under the grid's overrides.
+        let mut s = spec(50, 20);
+        let mut dien = ModelConfig::new(ModelKind::Dien);
+        dien.aux_loss_weight = 0.1;
+        dien.epochs = 3;
+        s.model_configs.insert(ModelKind::Dien, dien);
+        s.epochs = None;
+        let cfg = s.config(ModelKind::Dien).unwrap();
+        assert_eq!((cfg.aux_loss_weight, cfg.epochs), (0.1, 3));
+        s.epochs = Some(9);
+        assert_eq!(s.config(ModelKind::Dien).unwrap().epochs, 9);
+        let mut bad = ModelConfig::new(ModelKind::Bst);
+        bad.transformer_heads = 5;
+        s.model_configs.insert(ModelKind::Bst, bad);
+        s.extra = vec![(StrategyKind::Ubr, ModelKind::Bst)];
+        assert!(s.check().is_err());
     }
 }

@@ -87,7 +87,12 @@ fn input(user: u64, targets: &[hindsight_core::Target]) -> ScoreInput<'_> {
 #[test]
 fn scorer_scores_candidates_in_one_pass_like_one_by_one() {
     let (_dir, index) = index();
-    for kind in [ModelKind::Din, ModelKind::Dien] {
+    for kind in [
+        ModelKind::Din,
+        ModelKind::Dien,
+        ModelKind::Atrank,
+        ModelKind::Bst,
+    ] {
         let prepared = Prepared::new(&index, StrategyKind::Ubr, 8, Protocol::default(), 1).unwrap();
         let mut cfg = ModelConfig::new(kind);
         cfg.epochs = 1;
@@ -157,6 +162,8 @@ fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
         models: vec![ModelKind::SumPool],
         n: 8,
         din_small_n: 4,
+        full_history_n: 0,
+        seeds: vec![5, 6],
         epochs: Some(1),
         device: Device::Cpu,
         threads: 1,
@@ -194,7 +201,7 @@ fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
     while let Some(r) = grid.run_next().unwrap() {
         results.push(r);
     }
-    assert_eq!(results.len(), 4);
+    assert_eq!(results.len(), 8);
     let counts = grid.samples().expect("known after the first run").clone();
     for (r, run) in results.iter().zip(&plan) {
         assert_eq!(r.run, *run);
@@ -203,6 +210,7 @@ fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
             (run.strategy.as_str(), run.n, run.model.as_str())
         );
         assert_eq!(r.row.epochs, 1);
+        assert_eq!((r.row.seed, r.model.config().seed), (run.seed, run.seed));
         assert_eq!(r.row.eval.all.samples as u64, counts.test);
         let settings = RetrievalSettings::of(&r.model).unwrap();
         assert_eq!((settings.strategy, settings.n), (run.strategy, run.n));
@@ -218,13 +226,23 @@ fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
                 (StrategyKind::SimHard, 4),
             ]
         );
-        assert_eq!(s.runs, (0..4).map(|p| (p, 4)).collect::<Vec<_>>());
-        assert_eq!(s.epochs, 4);
-        assert!(s.batches >= 4);
+        assert_eq!(s.runs, (0..8).map(|p| (p, 8)).collect::<Vec<_>>());
+        assert_eq!(s.epochs, 8);
+        assert!(s.batches >= 8);
     }
+    // Two seeds: the same samples, two different models.
+    assert_eq!(
+        results[0].row.eval.all.samples,
+        results[1].row.eval.all.samples
+    );
+    assert_ne!(
+        results[0].row.eval.all.logloss,
+        results[1].row.eval.all.logloss
+    );
     // The first run is what `train` + `evaluate` give on the same samples.
     let prepared = Prepared::new(&index, StrategyKind::Recent, 8, Protocol::default(), 1).unwrap();
-    let cfg = spec.config(ModelKind::SumPool).unwrap();
+    let mut cfg = spec.config(ModelKind::SumPool).unwrap();
+    cfg.seed = 5;
     let (model, _) = prepared
         .train_with_progress(&cfg, Device::Cpu, |_| {})
         .unwrap();

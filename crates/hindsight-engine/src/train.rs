@@ -94,6 +94,17 @@ impl Prepared {
             .collect()
     }
 
+    /// The number of behaviors in the model input of each sample of one
+    /// split (its retrieved history, at most N), in sample order.
+    pub fn input_lens(&self, split: Split) -> Vec<usize> {
+        self.samples
+            .iter()
+            .zip(&self.histories)
+            .filter(|(s, _)| s.split == split)
+            .map(|(_, h)| h.len().min(self.settings.n))
+            .collect()
+    }
+
     /// Trains a model on the train split, early-stopping on the valid split.
     pub fn train(
         &self,

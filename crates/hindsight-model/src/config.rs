@@ -93,6 +93,14 @@ pub struct ModelConfig {
     /// were trained with.
     #[serde(default)]
     pub dien_sum_pooling: bool,
+    /// Token size of ATRank's and BST's attention layers (inputs are
+    /// projected to it); a multiple of `transformer_heads`.
+    pub transformer_dim: i64,
+    /// Attention heads of ATRank and BST (ATRank's "latent semantic
+    /// spaces"; BST uses 8 heads on Taobao's larger embeddings).
+    pub transformer_heads: i64,
+    /// Self-attention blocks of ATRank and BST (BST found 1 best).
+    pub transformer_layers: i64,
     /// Whether item tags take part (pooled like categories).
     pub use_tags: bool,
     /// Ids seen fewer times than this in the training examples map to
@@ -118,7 +126,8 @@ pub struct ModelConfig {
     pub batch_size: usize,
     /// Batch size when scoring (validation, [`crate::TrainedModel::score`]).
     pub eval_batch_size: usize,
-    /// Maximum number of epochs.
+    /// Maximum number of epochs: a generous cap (20), early stopping
+    /// usually ends training before.
     pub epochs: usize,
     /// Stop after this many epochs without a better `stop_metric` and keep
     /// the best weights; 0 disables early stopping.
@@ -140,6 +149,9 @@ impl Default for ModelConfig {
             aux_hidden: vec![100, 50],
             aux_loss_weight: 1.0,
             dien_sum_pooling: true,
+            transformer_dim: 64,
+            transformer_heads: 4,
+            transformer_layers: 1,
             use_tags: true,
             min_count: 1,
             min_users: 2,
@@ -149,7 +161,7 @@ impl Default for ModelConfig {
             weight_decay: 0.0,
             batch_size: 256,
             eval_batch_size: 1024,
-            epochs: 5,
+            epochs: 20,
             patience: 2,
             stop_metric: StopMetric::AucMinusLogloss,
             seed: 42,
@@ -183,6 +195,21 @@ impl ModelConfig {
             if let Some(w) = layers.iter().find(|&&w| w < 1) {
                 return bad(format!("{name} layer sizes must be >= 1, got {w}"));
             }
+        }
+        if self.transformer_dim < 1
+            || self.transformer_heads < 1
+            || self.transformer_dim % self.transformer_heads != 0
+        {
+            return bad(format!(
+                "transformer_dim ({}) must be a positive multiple of transformer_heads ({})",
+                self.transformer_dim, self.transformer_heads
+            ));
+        }
+        if self.transformer_layers < 1 {
+            return bad(format!(
+                "transformer_layers must be >= 1, got {}",
+                self.transformer_layers
+            ));
         }
         if self.attention_hidden.is_empty() {
             return bad("attention_hidden needs at least one layer".to_owned());
@@ -221,6 +248,81 @@ impl ModelConfig {
     }
 }
 
+/// `2 * in * out` floating-point operations of a dense layer.
+fn dense(input: i64, output: i64) -> f64 {
+    2.0 * input as f64 * output as f64
+}
+
+/// Dense-layer operations of an MLP with hidden layers `hidden` and one
+/// output.
+fn mlp(input: i64, hidden: &[i64]) -> f64 {
+    let mut prev = input;
+    let mut total = 0.0;
+    for &h in hidden {
+        total += dense(prev, h);
+        prev = h;
+    }
+    total + dense(prev, 1)
+}
+
+impl ModelConfig {
+    /// Floating-point operations of one forward pass (inference) of one
+    /// sample whose history has `n` behaviors, estimated analytically:
+    /// `2 * in * out` per dense layer and per matrix product as the models
+    /// compute them, embedding look-ups and element-wise operations left
+    /// out (they are a few percent). `behavior_types` is the number of rows
+    /// of the behavior-type table (ATRank projects into every type space);
+    /// it does not change the other models.
+    pub fn flops_per_sample(&self, n: usize, behavior_types: i64) -> f64 {
+        let d = self.embedding_dim;
+        let di = d * if self.use_tags { 3 } else { 2 };
+        let dc = 2 * d;
+        let db = di + dc;
+        let n = n as f64;
+        let dm = self.transformer_dim;
+        // One self-attention block over `l` tokens of size dm.
+        let block = |l: f64| {
+            l * (4.0 * dense(dm, dm) + dense(dm, 4 * dm) + dense(4 * dm, dm))
+                + 2.0 * 2.0 * l * l * dm as f64
+        };
+        let layers = self.transformer_layers as f64;
+        match self.kind {
+            ModelKind::SumPool => mlp(db + di, &self.mlp_hidden),
+            ModelKind::Din => {
+                let (first, rest) = self
+                    .attention_hidden
+                    .split_first()
+                    .map_or((1, &[][..]), |(f, r)| (*f, r));
+                // The per-target matrix and the query term, once.
+                let per_target = dense(di, first) * 2.0;
+                let per_behavior =
+                    dense(di, first) + dense(dc, first) + mlp(first, rest) + 2.0 * db as f64;
+                per_target + n * per_behavior + mlp(db + di, &self.mlp_hidden)
+            }
+            ModelKind::Dien => {
+                let h = db;
+                let gru = dense(h, 3 * h) + dense(h, 3 * h);
+                let pooled = if self.dien_sum_pooling { 2 * di } else { 0 };
+                dense(di, h)
+                    + n * (2.0 * gru + 2.0 * h as f64)
+                    + mlp(h + di + pooled, &self.mlp_hidden)
+            }
+            ModelKind::Atrank => {
+                let projection = n * dense(di + d, behavior_types.max(1) * dm);
+                let target_attention = dense(di, dm)
+                    + n * 2.0 * dense(dm, dm)
+                    + 2.0 * 2.0 * n * dm as f64
+                    + dense(dm, dm);
+                projection + layers * block(n) + target_attention + mlp(dm + di, &self.mlp_hidden)
+            }
+            ModelKind::Bst => {
+                let tokens = n + 1.0;
+                tokens * dense(db, dm) + layers * block(tokens) + mlp(2 * dm + di, &self.mlp_hidden)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +353,39 @@ mod tests {
             ..ModelConfig::default()
         };
         assert!(bad.validate().is_err());
+        let bad = ModelConfig {
+            transformer_dim: 30,
+            transformer_heads: 4,
+            ..ModelConfig::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("multiple of transformer_heads"), "{err}");
+    }
+
+    #[test]
+    fn flops_grow_with_n_as_each_model_computes() {
+        // DIN by hand at the defaults (d = 18, tags on: di = 54, dc = 36,
+        // attention [36], mlp [200, 80]).
+        let din = ModelConfig::new(ModelKind::Din);
+        let (di, dc, db) = (54.0, 36.0, 90.0);
+        let per_behavior = 2.0 * di * 36.0 + 2.0 * dc * 36.0 + 2.0 * 36.0 + 2.0 * db;
+        let head =
+            2.0 * 2.0 * di * 36.0 + 2.0 * (db + di) * 200.0 + 2.0 * 200.0 * 80.0 + 2.0 * 80.0;
+        let got = din.flops_per_sample(50, 6);
+        assert!((got - (head + 50.0 * per_behavior)).abs() < 1e-6, "{got}");
+        for kind in ModelKind::ALL {
+            let cfg = ModelConfig::new(kind);
+            let (a, b, c) = (
+                cfg.flops_per_sample(20, 6),
+                cfg.flops_per_sample(50, 6),
+                cfg.flops_per_sample(1000, 6),
+            );
+            assert!(a > 0.0, "{kind}");
+            if kind == ModelKind::SumPool {
+                assert_eq!(a, c, "sum pooling's dense layers do not depend on N");
+            } else {
+                assert!(a < b && b < c, "{kind}: {a} {b} {c}");
+            }
+        }
     }
 }

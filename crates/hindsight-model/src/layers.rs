@@ -305,6 +305,16 @@ impl FeatureEmbedding {
         )
     }
 
+    /// Size of one id embedding.
+    pub(crate) fn dim(&self) -> i64 {
+        self.dim
+    }
+
+    /// The history's time-gap embeddings, `[B, N, dim]`.
+    pub(crate) fn history_time_gaps(&self, batch: &Batch) -> Tensor {
+        Self::lookup(&self.time_gap, &batch.time_gaps)
+    }
+
     /// The history's contexts, `[B, N, context_dim]`.
     pub(crate) fn history_context(&self, batch: &Batch) -> Tensor {
         Tensor::cat(

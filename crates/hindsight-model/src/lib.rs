@@ -1,5 +1,5 @@
 //! CTR models for hindsight on libtorch (via [`tch`]): a sum-pooling
-//! baseline, DIN and DIEN; their training, checkpoints and batched scoring.
+//! baseline, DIN, DIEN, ATRank and BST; their training, checkpoints and batched scoring.
 //!
 //! * [`SumPool`]: the Embedding&MLP base model (Zhou et al., KDD 2018).
 //! * [`Din`]: Deep Interest Network (Zhou et al., "Deep Interest Network
@@ -14,6 +14,11 @@
 //!   Evolution Network for Click-Through Rate Prediction", AAAI 2019): a GRU
 //!   interest extractor with an auxiliary loss and an attention-gated GRU
 //!   (AUGRU) for interest evolution.
+//! * [`Atrank`]: ATRank (Zhou et al., AAAI 2018): behavior-type-specific
+//!   projections, time-interval encoding, self-attention, then attention
+//!   by the target.
+//! * [`Bst`]: Behavior Sequence Transformer (Chen et al., DLP-KDD 2019): a
+//!   Transformer over the behaviors and the target.
 //!
 //! Each sample is an [`Example`]: a target item and the subsequence of at
 //! most N behaviors that retrieval picked for it. A [`FeatureVocab`] maps
@@ -65,7 +70,7 @@ pub use device::{device_name, set_cpu_threads, Device};
 pub use error::{ModelError, Result};
 pub use example::Example;
 pub use layers::Init;
-pub use models::{build_model, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool};
+pub use models::{build_model, Atrank, Bst, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool};
 pub use recall::{
     NegativeSampling, RecallEpoch, RecallLoss, RecallProgress, RecallStopMetric, RecallTrainReport,
     SasRecConfig, TrainedRecall,

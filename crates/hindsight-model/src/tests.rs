@@ -81,6 +81,8 @@ fn small_config(kind: ModelKind) -> ModelConfig {
     ModelConfig {
         kind,
         embedding_dim: 8,
+        transformer_dim: 16,
+        transformer_heads: 2,
         mlp_hidden: vec![32, 16],
         attention_hidden: vec![16],
         aux_hidden: vec![16],
@@ -90,7 +92,7 @@ fn small_config(kind: ModelKind) -> ModelConfig {
     }
 }
 
-const KINDS: [ModelKind; 3] = [ModelKind::SumPool, ModelKind::Din, ModelKind::Dien];
+const KINDS: [ModelKind; 5] = ModelKind::ALL;
 
 fn cpu_opts(n: usize, seed: u64) -> TrainOptions {
     TrainOptions {
@@ -190,6 +192,49 @@ fn padding_does_not_change_scores() {
     }
 }
 
+/// ATRank projects each behavior with its own type's matrix: the same
+/// history with one behavior's type changed scores differently; BST embeds
+/// the type in the behavior's token.
+#[test]
+fn changing_a_behavior_type_changes_atrank_and_bst_scores() {
+    let mut examples = synthetic(6, 9, 22);
+    for e in &mut examples {
+        for b in &mut e.history {
+            b.behavior_type = 0;
+        }
+    }
+    let mut changed = examples.clone();
+    changed[0].history[0].behavior_type = 2;
+    // The vocabulary knows both types.
+    let vocab = FeatureVocab::build(&[examples.clone(), changed.clone()].concat());
+    for kind in [ModelKind::Atrank, ModelKind::Bst] {
+        let model = TrainedModel::init(small_config(kind), vocab.clone(), 10, Device::Cpu).unwrap();
+        let a = model.score(&examples).unwrap();
+        let b = model.score(&changed).unwrap();
+        assert!((a[0] - b[0]).abs() > 1e-7, "{kind}: {} vs {}", a[0], b[0]);
+        // The other examples are untouched.
+        assert_eq!(a[1..], b[1..], "{kind}");
+    }
+    // ATRank's projection is per type: with two types' rows made equal,
+    // the change no longer shows (the type reaches ATRank only there).
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let atrank = Atrank::new(&vs.root(), &small_config(ModelKind::Atrank), &vocab);
+    let batch = |ex: &[Example]| Batch::new(ex, &vocab, 10, tch::Device::Cpu).unwrap();
+    let score = |ex: &[Example]| Vec::<f32>::try_from(atrank.forward(&batch(ex), false)).unwrap();
+    assert_ne!(score(&examples)[0], score(&changed)[0]);
+    let (t0, t2) = (vocab.behavior_type(0), vocab.behavior_type(2));
+    tch::no_grad(|| {
+        let vars = vs.variables();
+        let dim = 16;
+        for name in ["type_projection.weight", "type_projection.bias"] {
+            let w = &vars[name];
+            let src = w.narrow(0, t0 * dim, dim).copy();
+            w.narrow(0, t2 * dim, dim).copy_(&src);
+        }
+    });
+    assert_eq!(score(&examples)[0], score(&changed)[0]);
+}
+
 #[test]
 fn dien_aux_loss_reaches_the_extractor() {
     let examples = synthetic(8, 6, 4);
@@ -248,7 +293,12 @@ fn training_is_deterministic_given_a_seed() {
     let train_set = synthetic(300, 8, 8);
     let valid_set = synthetic(100, 8, 9);
     let test_set = synthetic(50, 8, 10);
-    for kind in [ModelKind::Din, ModelKind::Dien] {
+    for kind in [
+        ModelKind::Din,
+        ModelKind::Dien,
+        ModelKind::Atrank,
+        ModelKind::Bst,
+    ] {
         let mut cfg = small_config(kind);
         cfg.epochs = 2;
         let run = |seed| {
@@ -481,6 +531,61 @@ fn scoring_is_shareable_across_threads() {
     odd.history.clear();
     assert!(model.score(&[odd]).unwrap()[0].is_finite());
     assert!(model.score(&[]).unwrap().is_empty());
+}
+
+/// Training throughput (forward, backward and Adam step) of every model,
+/// batch 256, N = 50, full histories, one thread:
+/// `cargo test -p hindsight-model --release -- --ignored --nocapture train_step_throughput`.
+/// Prints the median and p99 of 20 steps after 3 warm-up steps.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn train_step_throughput() {
+    use tch::nn::OptimizerConfig;
+    tch::set_num_threads(1);
+    let mut examples = synthetic(256, 50, 17);
+    for (i, e) in examples.iter_mut().enumerate() {
+        let len = e.history.len() as u32;
+        e.history.extend(
+            (len..50).map(|s| behavior(e.user_id, s, (i as u64 * 31 + u64::from(s)) % ITEMS, 0)),
+        );
+    }
+    let vocab = FeatureVocab::build(&examples);
+    println!("model | median ms/step | p99 ms/step | samples/s (median)");
+    for kind in KINDS {
+        let cfg = ModelConfig::new(kind);
+        let net = Net::new(&cfg, &vocab, tch::Device::Cpu);
+        let mut opt = tch::nn::Adam::default().build(&net.vs, 1e-3).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut times = Vec::new();
+        for step in 0..23 {
+            let mut batch = Batch::new(&examples, &vocab, 50, tch::Device::Cpu).unwrap();
+            batch.sample_negatives(&mut rng);
+            let start = std::time::Instant::now();
+            let out = net.model.forward_t(&batch, true);
+            let mut loss = out.logits.binary_cross_entropy_with_logits(
+                &batch.labels,
+                None::<&tch::Tensor>,
+                None::<&tch::Tensor>,
+                tch::Reduction::Mean,
+            );
+            if let Some(aux) = out.aux_loss {
+                loss += aux;
+            }
+            opt.backward_step(&loss);
+            if step >= 3 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let p99 = times[((times.len() as f64 * 0.99).ceil() as usize).min(times.len()) - 1];
+        println!(
+            "{kind} | {:.1} | {:.1} | {:.0}",
+            median * 1e3,
+            p99 * 1e3,
+            256.0 / median
+        );
+    }
 }
 
 /// Forward throughput of DIN, batch 1024, N = 50, on the CPU:

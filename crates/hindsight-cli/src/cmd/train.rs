@@ -20,7 +20,7 @@ pub struct TrainArgs {
     /// Index folder.
     #[arg(long)]
     pub index: PathBuf,
-    /// Model: sum_pool, din, dien (CTR), or sasrec (recall: see the options below).
+    /// Model: sum_pool, din, dien, atrank, bst (CTR), or sasrec (recall: see the options below).
     #[arg(long, default_value = "din")]
     pub model: super::train_recall::TrainModel,
     #[command(flatten)]
@@ -34,9 +34,14 @@ pub struct TrainArgs {
     /// A model config JSON (hindsight_model::ModelConfig); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Maximum epochs (default: the config's).
-    #[arg(long)]
+    /// Maximum epochs (default: the config's, 20; early stopping usually
+    /// ends training before).
+    #[arg(long, visible_alias = "max-epochs")]
     pub epochs: Option<usize>,
+    /// Early stopping: epochs without a better validation figure before
+    /// stopping (default: the config's, 2).
+    #[arg(long)]
+    pub patience: Option<usize>,
     /// What early stopping maximises: auc-minus-logloss (default) or auc.
     #[arg(long)]
     pub stop_metric: Option<StopMetric>,
@@ -170,6 +175,9 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     };
     let mut cfg = model_config(kind, a.config.as_deref(), a.epochs, a.stop_metric)?;
     cfg.seed = a.seed;
+    if let Some(p) = a.patience {
+        cfg.patience = p;
+    }
     device.resolve()?;
     set_torch_threads(a.torch_threads);
     let index = BehaviorIndex::open_read_only(&a.index)?;

@@ -16,10 +16,31 @@
 //!   code (github.com/mouna99/dien, `item_his_eb_sum`), which the paper's
 //!   figure 2 leaves out.
 //!
-//! Both GRUs are written with explicit cells and a loop over the steps; a
-//! padded step leaves the state unchanged exactly (its update gate is 0),
-//! so padding does not change a result, and the loop stops at the longest
-//! history of the batch.
+//! Both GRUs keep the parameter layout of an explicit cell (gates `r`, `u`,
+//! candidate) and run fast:
+//!
+//! * the **extractor** runs libtorch's fused multi-step `gru` (its CPU path
+//!   projects the inputs of all steps with one matmul and loops in C++);
+//!   the cell's update gate `u` is PyTorch's `1 - z`, so the update rows
+//!   of the weights are negated on the way in (four small ops a batch);
+//! * the **AUGRU** projects its inputs once and loops over the steps with
+//!   one matmul and a handful of element-wise ops each, computing
+//!   `h' = h + a ⊙ u ⊙ (h~ - h)`; only its final state is kept.
+//!
+//! Histories are left-aligned and the batch is only as wide as its longest
+//! history. The extractor runs over the padded tail of shorter rows, but
+//! those states are masked everywhere they are read (auxiliary pairs,
+//! attention) and the AUGRU's gate is 0 there, so its state stays that of
+//! the last real step exactly: padding does not change a result.
+//! `GruCell::reference_run` (tests only) is the explicit per-step cell the
+//! fast paths are checked against.
+//!
+//! Speed (`cargo test -p hindsight-model --release -- --ignored
+//! --nocapture train_step_throughput`, batch 256, N = 50, one thread):
+//! the explicit loop this replaced spent most of its time in the backward
+//! pass of `select` on the `[B, L, 3H]` input projections (each step's
+//! gradient is scattered into a zero tensor of the full size, O(L²)
+//! memory traffic); see docs/eval/dien.md for the figures.
 
 use tch::{nn, Kind, Reduction, Tensor};
 
@@ -33,8 +54,8 @@ use crate::vocab::FeatureVocab;
 ///
 /// `r = σ(W_r x + U_r h + b_r)`, `u = σ(W_u x + U_u h + b_u)`,
 /// `h~ = tanh(W_h x + b_h + r ⊙ (U_h h + b'_h))`,
-/// `h' = (1 - u') ⊙ h + u' ⊙ h~` with `u' = a ⊙ m ⊙ u` (`a` the attention
-/// score, 1 for a plain GRU; `m` the mask).
+/// `h' = (1 - u') ⊙ h + u' ⊙ h~` with `u' = a ⊙ u` (`a` the attention
+/// score of the step, for an AUGRU).
 #[derive(Debug)]
 pub(crate) struct GruCell {
     pub(crate) input: Linear,
@@ -51,12 +72,68 @@ impl GruCell {
         }
     }
 
-    /// Runs over `xs` `[B, L, in]`; `gate` `[B, L]` is the mask, times the
-    /// attention for an AUGRU. Returns every state, `[B, L, H]`.
-    fn run(&self, xs: &Tensor, gate: &Tensor) -> Tensor {
+    /// PyTorch's gate order is `(r, z, n)` with `h' = (1 - z) n + z h`, so
+    /// `z = 1 - u`: the update rows of a weight or bias, negated.
+    fn as_torch(&self, t: &Tensor) -> Tensor {
+        let h = self.size;
+        let rows = t.size()[0];
+        debug_assert_eq!(rows, 3 * h);
+        let sign = Tensor::ones([rows], (t.kind(), t.device()))
+            .index_fill(0, &Tensor::arange_start(h, 2 * h, (Kind::Int64, t.device())), -1.0);
+        if t.dim() == 2 {
+            t * sign.unsqueeze(1)
+        } else {
+            t * sign
+        }
+    }
+
+    /// Every state `[B, L, H]` of the plain GRU over `xs` `[B, L, in]`,
+    /// from a zero state, with libtorch's fused `gru`.
+    fn run_all(&self, xs: &Tensor) -> Tensor {
+        let b = xs.size()[0];
+        let h0 = Tensor::zeros([1, b, self.size], (xs.kind(), xs.device()));
+        let bias = |l: &Linear| match &l.bias {
+            Some(x) => self.as_torch(x),
+            None => Tensor::zeros([3 * self.size], (xs.kind(), xs.device())),
+        };
+        let params = [
+            self.as_torch(&self.input.weight),
+            self.as_torch(&self.hidden.weight),
+            bias(&self.input),
+            bias(&self.hidden),
+        ];
+        let (out, _) = xs.gru(&h0, &params, true, 1, 0.0, false, false, true);
+        out
+    }
+
+    /// The final state `[B, H]` of the AUGRU over `xs` `[B, L, in]` with
+    /// attention `gate` `[B, L]` (0 on padding: the state is kept).
+    fn run_final(&self, xs: &Tensor, gate: &Tensor) -> Tensor {
+        let size = xs.size();
+        let (b, h) = (size[0], self.size);
+        let projected = self.input.forward(xs);
+        let gi_ru = projected.narrow(2, 0, 2 * h).unbind(1);
+        let gi_n = projected.narrow(2, 2 * h, h).unbind(1);
+        let gates = gate.unsqueeze(-1).unbind(1);
+        let mut state = Tensor::zeros([b, h], (xs.kind(), xs.device()));
+        for ((ru_in, n_in), a) in gi_ru.iter().zip(&gi_n).zip(&gates) {
+            let gh = self.hidden.forward(&state);
+            let ru = (ru_in + gh.narrow(1, 0, 2 * h)).sigmoid();
+            let r = ru.narrow(1, 0, h);
+            let u = ru.narrow(1, h, h) * a;
+            let candidate = (n_in + r * gh.narrow(1, 2 * h, h)).tanh();
+            state = &state + u * (candidate - &state);
+        }
+        state
+    }
+
+    /// The cell written out step by step (what the model ran before the
+    /// fast paths): every state `[B, L, H]`; `gate` `[B, L]` scales the
+    /// update gate (the mask, times the attention for an AUGRU).
+    #[cfg(test)]
+    pub(crate) fn reference_run(&self, xs: &Tensor, gate: &Tensor) -> Tensor {
         let size = xs.size();
         let (b, steps) = (size[0], size[1]);
-        // Input projections of all steps at once.
         let projected = self.input.forward(xs);
         let mut h = Tensor::zeros([b, self.size], (xs.kind(), xs.device()));
         let mut states = Vec::with_capacity(steps as usize);
@@ -158,23 +235,21 @@ impl Dien {
         let pos = items.narrow(1, 1, steps - 1);
         let h = states.narrow(1, 0, steps - 1);
         let pairs = mask.narrow(1, 0, steps - 1) * mask.narrow(1, 1, steps - 1);
-        let pos_logit = self
+        // Positives and negatives through the auxiliary MLP in one call.
+        let logits = self
             .aux
-            .forward(&Tensor::cat(&[&h, &pos], -1), train)
-            .squeeze_dim(-1);
-        let neg_logit = self
-            .aux
-            .forward(&Tensor::cat(&[&h, &neg], -1), train)
-            .squeeze_dim(-1);
-        let bce = |logit: &Tensor, label: f64| {
-            logit.binary_cross_entropy_with_logits(
-                &logit.full_like(label),
-                None::<&Tensor>,
-                None::<&Tensor>,
-                Reduction::None,
+            .forward(
+                &Tensor::cat(&[Tensor::cat(&[&h, &pos], -1), Tensor::cat(&[&h, &neg], -1)], 0),
+                train,
             )
-        };
-        let loss = (bce(&pos_logit, 1.0) + bce(&neg_logit, 0.0)) * &pairs;
+            .squeeze_dim(-1);
+        let labels = Tensor::cat(&[pairs.ones_like(), pairs.zeros_like()], 0);
+        let loss = logits.binary_cross_entropy_with_logits(
+            &labels,
+            None::<&Tensor>,
+            None::<&Tensor>,
+            Reduction::None,
+        ) * Tensor::cat(&[&pairs, &pairs], 0);
         Some(loss.sum(Kind::Float) / pairs.sum(Kind::Float).clamp_min(1.0))
     }
 }
@@ -195,15 +270,14 @@ impl CtrModel for Dien {
         let mask = batch.mask.narrow(1, 0, steps);
         let behaviors = Tensor::cat(&[&items, &context], -1);
 
-        let states = self.extractor.run(&behaviors, &mask);
+        let states = self.extractor.run_all(&behaviors);
         let aux_loss = self.aux_loss(batch, &states, &all_items, &mask, train);
 
-        let query = self.attention.forward(&target).unsqueeze(1);
-        let scores = (&states * query).sum_dim_intlist(-1, false, Kind::Float);
+        let query = self.attention.forward(&target).unsqueeze(-1);
+        let scores = states.bmm(&query).squeeze_dim(-1);
         let scores = scores.masked_fill(&mask.eq(0.0), -1e9);
         let attention = scores.softmax(-1, Kind::Float) * &mask;
-        let evolved = self.evolution.run(&states, &attention);
-        let interest = evolved.select(1, steps - 1);
+        let interest = self.evolution.run_final(&states, &attention);
 
         let mut features = vec![interest];
         if self.sum_pooling {
@@ -217,5 +291,39 @@ impl CtrModel for Dien {
             .forward(&Tensor::cat(&features, -1), train)
             .squeeze_dim(-1);
         ModelOutput { logits, aux_loss }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &Tensor, b: &Tensor) -> f64 {
+        let diff = f64::try_from((a - b).abs().max()).unwrap();
+        let scale = f64::try_from(b.abs().max()).unwrap().max(1.0);
+        diff / scale
+    }
+
+    /// The fused extractor and the AUGRU loop compute what the explicit
+    /// cell computes, padding included.
+    #[test]
+    fn fast_grus_equal_the_explicit_cell() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut init = Init::new(5);
+        let cell = GruCell::new(&vs.root(), &mut init, 12, 10);
+        tch::manual_seed(4);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let xs = Tensor::randn([4, 7, 12], opts);
+        let plain = cell.reference_run(&xs, &Tensor::ones([4, 7], opts));
+        assert!(close(&cell.run_all(&xs), &plain) < 1e-5);
+
+        // Attention gates with padding at the end of two rows.
+        let gate = Tensor::rand([4, 7], opts);
+        let _ = gate.narrow(1, 5, 2).narrow(0, 0, 2).fill_(0.0);
+        let reference = cell.reference_run(&xs, &gate);
+        let last = reference.select(1, 6);
+        assert!(close(&cell.run_final(&xs, &gate), &last) < 1e-5);
+        // A row with gates 0 after step 4 ends in its step-4 state.
+        assert!(close(&last.get(0), &reference.get(0).get(4)) < 1e-6);
     }
 }

@@ -1,6 +1,6 @@
 //! The CTR models and the trait they share.
 //!
-//! All three models embed features the same way (see [`Batch`] and the
+//! All the models embed features the same way (see [`Batch`] and the
 //! item / behavior representations below) and differ in how they turn the
 //! history into a user-interest vector:
 //!
@@ -14,7 +14,11 @@
 //!   context, and sums;
 //! * [`Dien`] runs a GRU over the chronological behaviors, trains it with an
 //!   auxiliary next-behavior loss, and evolves the interest towards the
-//!   target with an attention-gated GRU (AUGRU).
+//!   target with an attention-gated GRU (AUGRU);
+//! * [`Atrank`] projects each behavior (with its time gap) into its
+//!   behavior type's space, self-attends, then attends by the target;
+//! * [`Bst`] runs a Transformer over the behaviors and the target, with
+//!   the time gap as position.
 //!
 //! Each model ends in an MLP over `[user interest, target item
 //! representation]` that outputs one logit.
@@ -94,6 +98,10 @@ registry! {
     Din = "din" => din::Din,
     /// Deep Interest Evolution Network (Zhou et al., AAAI 2019).
     Dien = "dien" => dien::Dien,
+    /// ATRank (Zhou et al., AAAI 2018).
+    Atrank = "atrank" => atrank::Atrank,
+    /// Behavior Sequence Transformer (Chen et al., DLP-KDD 2019).
+    Bst = "bst" => bst::Bst,
 }
 
 impl std::fmt::Display for ModelKind {
@@ -167,7 +175,7 @@ mod tests {
 
     #[test]
     fn names_parse_display_and_serialize_from_the_registry() {
-        assert_eq!(ModelKind::HELP, "sum_pool, din, dien");
+        assert_eq!(ModelKind::HELP, "sum_pool, din, dien, atrank, bst");
         assert_eq!(ModelKind::default(), ModelKind::Din);
         for k in ModelKind::ALL {
             assert_eq!(k.as_str().parse::<ModelKind>().unwrap(), k);
@@ -181,7 +189,7 @@ mod tests {
         }
         // Checkpoints hold the exact name.
         assert!(serde_json::from_str::<ModelKind>("\"sumpool\"").is_err());
-        let err = "bst".parse::<ModelKind>().unwrap_err().to_string();
-        assert!(err.contains("sum_pool, din, dien"), "{err}");
+        let err = "sasrec_ctr".parse::<ModelKind>().unwrap_err().to_string();
+        assert!(err.contains("sum_pool, din, dien, atrank, bst"), "{err}");
     }
 }
