@@ -53,6 +53,8 @@ enum Command {
     },
     /// Export evaluation-protocol samples with retrieved histories (CSV for peer libraries).
     ExportSamples(cmd::export::Args),
+    /// Item embeddings for retrieval by learned similarity (sim-soft, eta, sdim).
+    Embeddings(cmd::embeddings::Args),
     /// Train a CTR model (sum_pool, din, dien) on retrieved histories.
     #[cfg(feature = "model")]
     Train(cmd::train::TrainArgs),
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
         } => cmd::info::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::ExportSamples(a) => cmd::export::run(a),
+        Command::Embeddings(a) => cmd::embeddings::run(a),
         #[cfg(feature = "model")]
         Command::Train(a) => cmd::train::run_train(a),
         #[cfg(feature = "model")]

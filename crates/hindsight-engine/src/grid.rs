@@ -63,7 +63,11 @@ impl Default for GridSpec {
     /// dien at N = 50, DIN at N = 20, the default protocol.
     fn default() -> Self {
         GridSpec {
-            strategies: StrategyKind::ALL.to_vec(),
+            // The embedding strategies need embeddings attached first.
+            strategies: StrategyKind::ALL
+                .into_iter()
+                .filter(|k| !k.needs_embeddings())
+                .collect(),
             models: vec![ModelKind::SumPool, ModelKind::Din, ModelKind::Dien],
             n: 50,
             din_small_n: 20,

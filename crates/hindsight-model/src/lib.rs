@@ -59,5 +59,5 @@ pub use error::{ModelError, Result};
 pub use example::Example;
 pub use models::{build_model, CtrModel, Dien, Din, ModelKind, ModelOutput, SumPool};
 pub use train::{train, EpochReport, ProgressFn, TrainEvent, TrainOptions, TrainReport};
-pub use trained::{TrainedModel, CONFIG_FILE, WEIGHTS_FILE};
+pub use trained::{ItemFeatureTables, TrainedModel, CONFIG_FILE, WEIGHTS_FILE};
 pub use vocab::{time_gap_bucket, FeatureVocab, VocabBuilder, OOV, PAD, TIME_GAP_BUCKETS};
