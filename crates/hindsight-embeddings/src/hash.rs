@@ -33,12 +33,12 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut ca = a.chunks_exact(8);
     let mut cb = b.chunks_exact(8);
     for (x, y) in (&mut ca).zip(&mut cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
+        for ((a, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *a += x * y;
         }
     }
-    for (k, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        acc[k] += x * y;
+    for ((a, x), y) in acc.iter_mut().zip(ca.remainder()).zip(cb.remainder()) {
+        *a += x * y;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
@@ -65,10 +65,9 @@ pub fn hyperplanes(dim: usize, count: usize, seed: u64) -> Vec<f32> {
 /// The sign bits of `v` against `planes` (`bits` rows of `v.len()`): bit
 /// `i` is set iff `<plane_i, v> > 0`. `bits <= 64`.
 pub fn sign_bits(planes: &[f32], bits: u32, v: &[f32]) -> u64 {
-    let dim = v.len();
     let mut code = 0u64;
-    for i in 0..bits as usize {
-        if dot(&planes[i * dim..(i + 1) * dim], v) > 0.0 {
+    for (i, plane) in planes.chunks_exact(v.len().max(1)).take(bits as usize).enumerate() {
+        if dot(plane, v) > 0.0 {
             code |= 1 << i;
         }
     }

@@ -86,8 +86,21 @@ impl RetrievalStrategy for Eta {
                     }
                 }
             }
-            for &d in &dist[off..] {
-                hist[d as usize] += 1;
+            // Four partial histograms: consecutive equal distances (they
+            // cluster around m / 2) do not wait on one counter.
+            let mut part = [[0u32; 256]; 4];
+            let mut quads = dist[off..].chunks_exact(4);
+            for q4 in &mut quads {
+                part[0][q4[0] as usize] += 1;
+                part[1][q4[1] as usize] += 1;
+                part[2][q4[2] as usize] += 1;
+                part[3][q4[3] as usize] += 1;
+            }
+            for &d in quads.remainder() {
+                part[0][d as usize] += 1;
+            }
+            for (d, h) in hist.iter_mut().enumerate().take(bits as usize + 1) {
+                *h += part[0][d] + part[1][d] + part[2][d] + part[3][d];
             }
             spans.push((ri, run.start, off));
         }
