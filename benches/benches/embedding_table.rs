@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hindsight_benches::{
-    cached_index, load_average, machine, samples, today_utc, BenchIndex, Mode, Percentiles,
-    Result, TOP_N,
+    cached_index, load_average, machine, samples, today_utc, BenchIndex, Mode, Percentiles, Result,
+    TOP_N,
 };
 use hindsight_core::splitmix64;
 use hindsight_embeddings::{

@@ -41,7 +41,10 @@ fn retrieval(c: &mut Criterion) {
             })
         });
         // The embedding strategies: benches/benches/embedding_table.rs.
-        for kind in StrategyKind::ALL.into_iter().filter(|k| !k.needs_embeddings()) {
+        for kind in StrategyKind::ALL
+            .into_iter()
+            .filter(|k| !k.needs_embeddings())
+        {
             let retriever = Retriever::new(kind);
             let mut i = 0usize;
             group.bench_function(kind.as_str(), |b| {

@@ -38,8 +38,24 @@ fn fails_with(out: &Output, needle: &str) {
 fn train(idx: &str, strategy: &str, out: &Path, seed: &str, extra: &[&str]) -> Output {
     let out = out.to_str().unwrap();
     let mut args = vec![
-        "train", "--index", idx, "--model", "din", "--strategy", strategy, "-n", "10",
-        "--epochs", "1", "--device", "cpu", "--seed", seed, "--out", out, "--json",
+        "train",
+        "--index",
+        idx,
+        "--model",
+        "din",
+        "--strategy",
+        strategy,
+        "-n",
+        "10",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        seed,
+        "--out",
+        out,
+        "--json",
     ];
     args.extend_from_slice(extra);
     run(&args)
@@ -74,7 +90,15 @@ fn two_phase_training_with_embedding_retrieval() {
 
     // Without embeddings: a clear error.
     let r = run(&[
-        "retrieve", "--index", idx, "--user", "1", "--item", "2268318", "--strategy", "eta",
+        "retrieve",
+        "--index",
+        idx,
+        "--user",
+        "1",
+        "--item",
+        "2268318",
+        "--strategy",
+        "eta",
     ]);
     fails_with(&r, "hindsight embeddings attach");
 
@@ -194,7 +218,15 @@ fn two_phase_training_with_embedding_retrieval() {
     std::fs::write(&store, bytes).unwrap();
     fails_with(
         &run(&[
-            "retrieve", "--index", idx, "--user", "1", "--item", "2268318", "--strategy", "sdim",
+            "retrieve",
+            "--index",
+            idx,
+            "--user",
+            "1",
+            "--item",
+            "2268318",
+            "--strategy",
+            "sdim",
         ]),
         "damaged",
     );

@@ -66,7 +66,11 @@ pub fn hyperplanes(dim: usize, count: usize, seed: u64) -> Vec<f32> {
 /// `i` is set iff `<plane_i, v> > 0`. `bits <= 64`.
 pub fn sign_bits(planes: &[f32], bits: u32, v: &[f32]) -> u64 {
     let mut code = 0u64;
-    for (i, plane) in planes.chunks_exact(v.len().max(1)).take(bits as usize).enumerate() {
+    for (i, plane) in planes
+        .chunks_exact(v.len().max(1))
+        .take(bits as usize)
+        .enumerate()
+    {
         if dot(plane, v) > 0.0 {
             code |= 1 << i;
         }

@@ -196,8 +196,11 @@ impl Embeddings {
     /// drops the cached segments it no longer has.
     pub fn warm(&self, snapshot: &Snapshot) -> WarmReport {
         let mut report = WarmReport::default();
-        let live: Vec<(u128, &SegmentView)> =
-            snapshot.segments().iter().map(|s| (s.uid(), &**s)).collect();
+        let live: Vec<(u128, &SegmentView)> = snapshot
+            .segments()
+            .iter()
+            .map(|s| (s.uid(), &**s))
+            .collect();
         let missing: Vec<(u128, &SegmentView)> = {
             let cache = self.segments.read().unwrap_or_else(|e| e.into_inner());
             let missing: Vec<(u128, &SegmentView)> = live

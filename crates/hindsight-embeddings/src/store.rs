@@ -210,7 +210,12 @@ struct Table {
 
 impl Table {
     fn new(table: FeatureTable) -> Table {
-        let row = table.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let row = table
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i))
+            .collect();
         Table { table, row }
     }
 
@@ -396,8 +401,16 @@ impl EmbeddingStore {
             categories: Table::new(tables.categories),
             tags: tables.tags.map(Table::new),
         };
-        store.eta = store.vectors.chunks_exact(dim).map(|v| store.eta_of(v)).collect();
-        store.sdim = store.vectors.chunks_exact(dim).map(|v| store.sdim_of(v)).collect();
+        store.eta = store
+            .vectors
+            .chunks_exact(dim)
+            .map(|v| store.eta_of(v))
+            .collect();
+        store.sdim = store
+            .vectors
+            .chunks_exact(dim)
+            .map(|v| store.sdim_of(v))
+            .collect();
         store.index_rows();
         Ok(store)
     }
@@ -621,7 +634,9 @@ impl EmbeddingStore {
             detail,
         };
         if bytes.len() < 16 + 32 || &bytes[..8] != MAGIC {
-            return Err(corrupt("not an embeddings file (bad magic or too short)".into()));
+            return Err(corrupt(
+                "not an embeddings file (bad magic or too short)".into(),
+            ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         if version != FORMAT_VERSION {
@@ -651,16 +666,25 @@ impl EmbeddingStore {
         if meta.item_part + meta.category_width + meta.tags.map_or(0, |_| meta.tag_width)
             != meta.dim
         {
-            return Err(corrupt("the feature tables' widths do not add up to the dimension".into()));
+            return Err(corrupt(
+                "the feature tables' widths do not add up to the dimension".into(),
+            ));
         }
         let mut r = Reader {
             bytes: &body[16 + hlen..],
         };
-        let shape = |x: Option<Vec<u64>>| x.ok_or_else(|| corrupt("shorter than its header says".into()));
-        let shapef = |x: Option<Vec<f32>>| x.ok_or_else(|| corrupt("shorter than its header says".into()));
+        let shape =
+            |x: Option<Vec<u64>>| x.ok_or_else(|| corrupt("shorter than its header says".into()));
+        let shapef =
+            |x: Option<Vec<f32>>| x.ok_or_else(|| corrupt("shorter than its header says".into()));
         let n = meta.items;
         let ids = shape(r.u64s(n))?;
-        let vectors = shapef(r.f32s(n.checked_mul(meta.dim).ok_or_else(|| corrupt("size".into()))?))?;
+        let vectors = shapef(
+            r.f32s(
+                n.checked_mul(meta.dim)
+                    .ok_or_else(|| corrupt("size".into()))?,
+            ),
+        )?;
         let eta = shape(r.u64s(n))?;
         let sdim = shape(r.u64s(n))?;
         let eta_planes = shapef(r.f32s(meta.dim * meta.hash.eta_bits as usize))?;
@@ -670,7 +694,13 @@ impl EmbeddingStore {
         let mut table = |count: usize, width: usize| -> Result<FeatureTable> {
             let ids = shape(r.u64s(count))?;
             let oov = shapef(r.f32s(width))?;
-            let rows = shapef(r.f32s(count.checked_mul(width).ok_or_else(|| corrupt("size".into()))?))?;
+            let rows = shapef(
+                r.f32s(
+                    count
+                        .checked_mul(width)
+                        .ok_or_else(|| corrupt("size".into()))?,
+                ),
+            )?;
             Ok(FeatureTable { ids, rows, oov })
         };
         let categories = table(meta.categories, meta.category_width)?;
@@ -679,7 +709,10 @@ impl EmbeddingStore {
             None => None,
         };
         if !r.bytes.is_empty() {
-            return Err(corrupt(format!("{} bytes more than its header says", r.bytes.len())));
+            return Err(corrupt(format!(
+                "{} bytes more than its header says",
+                r.bytes.len()
+            )));
         }
         if ids.windows(2).any(|w| w[0] >= w[1]) {
             return Err(corrupt("item ids are not strictly increasing".into()));

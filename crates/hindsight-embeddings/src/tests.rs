@@ -170,7 +170,10 @@ fn damaged_files_are_refused_with_a_clear_error() {
             b[at] ^= 0x40;
             b
         }),
-        ("not ours", b"hello world, this is not an embeddings file at all!!".to_vec()),
+        (
+            "not ours",
+            b"hello world, this is not an embeddings file at all!!".to_vec(),
+        ),
     ];
     for (name, bytes) in cases {
         std::fs::write(&path, &bytes).unwrap();
@@ -186,7 +189,10 @@ fn damaged_files_are_refused_with_a_clear_error() {
     b[8] = 9;
     std::fs::write(&path, &b).unwrap();
     let err = EmbeddingStore::load(&path).unwrap_err();
-    assert!(matches!(err, EmbeddingError::Version { found: 9, .. }), "{err}");
+    assert!(
+        matches!(err, EmbeddingError::Version { found: 9, .. }),
+        "{err}"
+    );
 }
 
 #[test]

@@ -185,7 +185,8 @@ impl Scorer {
         let ctx = RetrievalContext {
             embeddings: self.embeddings.clone(),
         };
-        let retrieved = Retriever::for_kind(strategy, &ctx)?.retrieve_many_in(&history, &queries)?;
+        let retrieved =
+            Retriever::for_kind(strategy, &ctx)?.retrieve_many_in(&history, &queries)?;
         let t1 = Instant::now();
         let examples: Vec<Example> = input
             .targets

@@ -294,7 +294,10 @@ fn embedding_retrieval_is_recorded_checked_when_serving_and_sees_appends() {
     let used = prepared.settings.embeddings.clone().unwrap();
     assert_eq!(used.weights_sha256, "aaaa");
     prepared.check_retrieval_model("aaaa", "m").unwrap();
-    let err = prepared.check_retrieval_model("bbbb", "m").unwrap_err().to_string();
+    let err = prepared
+        .check_retrieval_model("bbbb", "m")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("attach them first"), "{err}");
     let mut cfg = ModelConfig::new(ModelKind::Din);
     cfg.epochs = 1;
@@ -345,5 +348,8 @@ fn embedding_retrieval_is_recorded_checked_when_serving_and_sees_appends() {
     let fresh = Prepared::new(&index, StrategyKind::Eta, 10, Protocol::default(), 1).unwrap();
     let loaded = TrainedModel::load(dir.path().join("m"), Device::Cpu).unwrap();
     let err = fresh.evaluate(&loaded).unwrap_err().to_string();
-    assert!(err.contains("attach the model's retrieval checkpoint again"), "{err}");
+    assert!(
+        err.contains("attach the model's retrieval checkpoint again"),
+        "{err}"
+    );
 }

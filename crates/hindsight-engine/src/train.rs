@@ -134,7 +134,11 @@ impl Prepared {
             )));
         }
         if settings.strategy.needs_embeddings() && settings.embeddings != self.settings.embeddings {
-            let found = self.settings.embeddings.as_ref().map_or("none".to_owned(), |e| e.to_string());
+            let found = self
+                .settings
+                .embeddings
+                .as_ref()
+                .map_or("none".to_owned(), |e| e.to_string());
             return Err(EngineError::Mismatch(format!(
                 "the model was trained on {} retrieval over {}, but the samples were retrieved over {found}; attach the model's retrieval checkpoint again or retrain",
                 settings.strategy,

@@ -296,9 +296,8 @@ impl TrainedModel {
         let rows_of = |name: &str| -> Result<(Vec<f32>, usize)> {
             let t = vars.get(name).ok_or_else(|| missing(name))?;
             let width = t.size().get(1).copied().unwrap_or(0) as usize;
-            let v = Vec::<f32>::try_from(
-                t.to_device(tch::Device::Cpu).contiguous().flatten(0, -1),
-            )?;
+            let v =
+                Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).contiguous().flatten(0, -1))?;
             Ok((v, width))
         };
         let ids = serde_json::to_value(&self.vocab).unwrap_or_default();
@@ -327,7 +326,11 @@ impl TrainedModel {
             let (tags, tw) = rows_of("embedding.tag")?;
             let tag_ids = list("tags");
             let rows = pick(&tags, tw, &tag_ids, &|id| self.vocab.tag(id));
-            Some((tag_ids, rows, tags[OOV_ROW * tw..(OOV_ROW + 1) * tw].to_vec()))
+            Some((
+                tag_ids,
+                rows,
+                tags[OOV_ROW * tw..(OOV_ROW + 1) * tw].to_vec(),
+            ))
         } else {
             None
         };

@@ -209,7 +209,9 @@ fn item_vectors_are_the_item_representation_and_the_tables_rebuild_them() {
             tags: vec![],
         },
     };
-    let v = model.item_vectors(&[known.clone(), unseen.clone()]).unwrap();
+    let v = model
+        .item_vectors(&[known.clone(), unseen.clone()])
+        .unwrap();
     assert_eq!(v.len(), 2 * dim);
     let t = model.item_feature_tables().unwrap();
     assert_eq!(t.part_dim, 64);

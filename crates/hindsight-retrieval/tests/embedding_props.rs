@@ -251,7 +251,10 @@ fn embedding_strategies_without_embeddings_fail_clearly() {
     for kind in [StrategyKind::SimSoft, StrategyKind::Eta, StrategyKind::Sdim] {
         // No store attached to the index.
         let err = Retriever::for_index(kind, &index).err().unwrap();
-        assert!(err.to_string().contains("hindsight embeddings attach"), "{err}");
+        assert!(
+            err.to_string().contains("hindsight embeddings attach"),
+            "{err}"
+        );
         // A retriever built without a context refuses every call.
         let target = Target::default();
         let err = Retriever::new(kind)
@@ -265,6 +268,8 @@ fn embedding_strategies_without_embeddings_fail_clearly() {
     let path = hindsight_embeddings::store_path(index.path());
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, b"HSEMBED\n garbage").unwrap();
-    let err = Retriever::for_index(StrategyKind::Eta, &index).err().unwrap();
+    let err = Retriever::for_index(StrategyKind::Eta, &index)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("damaged"), "{err}");
 }

@@ -94,7 +94,10 @@ fn retrieved_histories_never_reach_the_target_and_export_writes_three_splits() {
     let snap = index.snapshot();
     let (samples, counts) = build_samples(&snap, &Protocol::default()).unwrap();
     // The embedding strategies need attached embeddings (their own tests).
-    for kind in StrategyKind::ALL.into_iter().filter(|k| !k.needs_embeddings()) {
+    for kind in StrategyKind::ALL
+        .into_iter()
+        .filter(|k| !k.needs_embeddings())
+    {
         let h = retrieve_histories(&snap, &samples, &Retriever::new(kind), 8, 2).unwrap();
         assert_eq!(h.len(), samples.len());
         for (s, h) in samples.iter().zip(&h) {

@@ -228,7 +228,9 @@ fn attach(a: AttachArgs) -> Result<()> {
             rows: t.category_rows,
             oov: t.category_oov,
         },
-        tags: t.tags.map(|(ids, rows, oov)| FeatureTable { ids, rows, oov }),
+        tags: t
+            .tags
+            .map(|(ids, rows, oov)| FeatureTable { ids, rows, oov }),
         max_categories: t.max_categories,
         max_tags: t.max_tags,
     };

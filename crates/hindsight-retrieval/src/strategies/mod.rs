@@ -130,7 +130,12 @@ impl crate::RetrievalStrategy for Unavailable {
         self.0
     }
 
-    fn retrieve(&self, _: &History<'_>, _: &Query<'_>, _: &mut Vec<Retrieved>) -> crate::Result<()> {
+    fn retrieve(
+        &self,
+        _: &History<'_>,
+        _: &Query<'_>,
+        _: &mut Vec<Retrieved>,
+    ) -> crate::Result<()> {
         Err(crate::RetrievalError::MissingEmbeddings(self.0))
     }
 }
