@@ -226,7 +226,7 @@ fn main() -> Result<()> {
     println!();
     println!(
         "Per shape: {users} users x {history} behaviors{}; random item vectors of dimension {DIM}, \
-         64-bit ETA codes, SDIM 4 x 8 bits; {}.  ",
+         64-bit ETA codes, SDIM 4 x 6 bits; {}.  ",
         if mode == Mode::Quick {
             " (QUICK MODE: small histories)"
         } else {

@@ -62,7 +62,7 @@ pub struct HashSettings {
     pub eta_bits: u32,
     /// SDIM rounds (default 4).
     pub sdim_rounds: u32,
-    /// Bits per SDIM round (1 to 16; `rounds x bits <= 64`; default 8).
+    /// Bits per SDIM round (1 to 16; `rounds x bits <= 64`; default 6).
     pub sdim_bits: u32,
     /// Seed of the hyperplanes (default 42).
     pub seed: u64,
@@ -73,7 +73,7 @@ impl Default for HashSettings {
         HashSettings {
             eta_bits: 64,
             sdim_rounds: 4,
-            sdim_bits: 8,
+            sdim_bits: 6,
             seed: 42,
         }
     }

@@ -57,7 +57,7 @@ pub struct AttachArgs {
     #[arg(long, default_value_t = 4)]
     pub sdim_rounds: u32,
     /// Bits per SDIM round (1 to 16).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     pub sdim_bits: u32,
     /// Seed of the random hyperplanes.
     #[arg(long, default_value_t = 42)]

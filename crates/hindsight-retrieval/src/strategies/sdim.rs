@@ -4,7 +4,7 @@
 //! target's in at least one of the rounds, newest first, up to N.
 //!
 //! A signature is `R` rounds of `B`-bit SimHash buckets of the item
-//! embedding (4 x 8 by default), packed in one `u64` per doc in the
+//! embedding (4 x 6 by default), packed in one `u64` per doc in the
 //! per-segment arrays of [`Embeddings`]; the number of rounds in which a
 //! behavior's bucket equals the target's is a few word operations
 //! ([`SdimLayout::collisions`](hindsight_embeddings::SdimLayout::collisions))
