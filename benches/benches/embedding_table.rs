@@ -19,7 +19,8 @@
 //! with `Instant`; calls rotate over 2,000 shuffled (user, target, as-of)
 //! samples (`hindsight_benches::samples`: 3 in 4 targets an item of the
 //! history, half as of the end and half as of the middle).
-//! `HINDSIGHT_BENCH_CALLS` sets the timed calls per row (default 20,000).
+//! `HINDSIGHT_BENCH_CALLS` sets the timed calls per row (default 20,000),
+//! `HINDSIGHT_BENCH_BATCHES` the timed 100-candidate requests (default 400).
 //! Prints a Markdown table on stdout.
 
 use std::collections::BTreeSet;
@@ -118,13 +119,17 @@ fn main() -> Result<()> {
     let mode = Mode::from_args();
     let load_before = load_average();
     let (history, users, default_calls, n_samples, batches) = match mode {
-        Mode::Full => (50_000usize, 4u32, 20_000usize, 2_000usize, 400usize),
+        Mode::Full => (50_000usize, 4usize, 20_000usize, 2_000usize, 400usize),
         Mode::Quick => (5_000, 2, 200, 50, 10),
     };
     let calls = std::env::var("HINDSIGHT_BENCH_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default_calls);
+    let batches = std::env::var("HINDSIGHT_BENCH_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(batches);
     let kinds = [
         StrategyKind::Recent,
         StrategyKind::SimSoft,
@@ -134,7 +139,7 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut setup = Vec::new();
     for shape in SynthShape::ALL {
-        let mut cfg = SynthConfig::taobao_like(u64::from(users) * history as u64);
+        let mut cfg = SynthConfig::taobao_like((users * history) as u64);
         cfg.users = vec![UserGroup {
             count: users,
             behaviors: history,
