@@ -240,7 +240,7 @@ fn two_phase_training_with_embedding_retrieval() {
             "--model",
             m1.to_str().unwrap(),
             "--sdim-rounds",
-            "9",
+            "11",
         ]),
         "rounds x bits <= 64",
     );
