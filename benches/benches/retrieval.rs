@@ -40,7 +40,11 @@ fn retrieval(c: &mut Criterion) {
                 )
             })
         });
-        for kind in StrategyKind::ALL {
+        // The embedding strategies: benches/benches/embedding_table.rs.
+        for kind in StrategyKind::ALL
+            .into_iter()
+            .filter(|k| !k.needs_embeddings())
+        {
             let retriever = Retriever::new(kind);
             let mut i = 0usize;
             group.bench_function(kind.as_str(), |b| {

@@ -104,7 +104,12 @@ fn main() -> Result<()> {
 
     let subjects: Vec<Subject> = [Subject::Naive, Subject::History]
         .into_iter()
-        .chain(StrategyKind::ALL.into_iter().map(Subject::Strategy))
+        .chain(
+            StrategyKind::ALL
+                .into_iter()
+                .filter(|k| !k.needs_embeddings())
+                .map(Subject::Strategy),
+        )
         .collect();
 
     let mut rows = Vec::new();

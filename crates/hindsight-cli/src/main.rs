@@ -55,6 +55,8 @@ enum Command {
     ExportSamples(cmd::export::Args),
     /// Export the recall protocol's leave-last-out split (RecBole benchmark files).
     ExportRecall(cmd::export_recall::Args),
+    /// Item embeddings for retrieval by learned similarity (sim-soft, eta, sdim).
+    Embeddings(cmd::embeddings::Args),
     /// Train a CTR model (sum_pool, din, dien, atrank, bst) on retrieved histories, or a recall model (sasrec).
     #[cfg(feature = "model")]
     Train(cmd::train::TrainArgs),
@@ -145,6 +147,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => cmd::synth::run(a),
         Command::ExportSamples(a) => cmd::export::run(a),
         Command::ExportRecall(a) => cmd::export_recall::run(a),
+        Command::Embeddings(a) => cmd::embeddings::run(a),
         #[cfg(feature = "model")]
         Command::Train(a) => cmd::train::run_train(a),
         #[cfg(feature = "model")]

@@ -97,7 +97,11 @@ impl Default for GridSpec {
     /// (20) and patience (2).
     fn default() -> Self {
         GridSpec {
-            strategies: StrategyKind::ALL.to_vec(),
+            // The embedding strategies need embeddings attached first.
+            strategies: StrategyKind::ALL
+                .into_iter()
+                .filter(|k| !k.needs_embeddings())
+                .collect(),
             models: ModelKind::ALL.to_vec(),
             n: 50,
             din_small_n: 20,

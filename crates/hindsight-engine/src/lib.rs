@@ -47,6 +47,7 @@ pub use target::{
 pub use train::TrainProgress;
 
 use hindsight_core::Behavior;
+pub use hindsight_embeddings::Embeddings;
 use hindsight_index::BehaviorIndex;
 use hindsight_retrieval::{Retriever, StrategyKind};
 use hindsight_samples::{build_samples, retrieve_histories, Protocol, Sample, SampleCounts, Split};
@@ -102,6 +103,51 @@ pub struct RetrievalSettings {
     pub protocol: Protocol,
     /// Behaviors in the index at training time (informative).
     pub index_behaviors: u64,
+    /// The item embeddings an embedding strategy (`sim-soft`, `eta`,
+    /// `sdim`) retrieved with: absent for the other strategies and in
+    /// checkpoints trained before they existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<EmbeddingsUsed>,
+}
+
+/// Which item embeddings a model's retrieval used (recorded in its
+/// checkpoint; serving and evaluation refuse other embeddings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingsUsed {
+    /// sha256 of the weights of the checkpoint the vectors came from.
+    pub weights_sha256: String,
+    /// Where that checkpoint was (informative).
+    pub model_path: String,
+    /// How the codes were computed (bits, rounds, seed).
+    pub hash: hindsight_embeddings::HashSettings,
+}
+
+impl EmbeddingsUsed {
+    /// What `emb` is.
+    pub fn of(emb: &Embeddings) -> EmbeddingsUsed {
+        let m = emb.store().meta();
+        EmbeddingsUsed {
+            weights_sha256: m.model.weights_sha256.clone(),
+            model_path: m.model.path.clone(),
+            hash: m.hash,
+        }
+    }
+}
+
+impl std::fmt::Display for EmbeddingsUsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.hash;
+        write!(
+            f,
+            "the item embeddings of {} (weights sha256 {}, {}-bit ETA codes, SDIM {}x{} bits, seed {})",
+            self.model_path,
+            &self.weights_sha256[..self.weights_sha256.len().min(12)],
+            h.eta_bits,
+            h.sdim_rounds,
+            h.sdim_bits,
+            h.seed
+        )
+    }
 }
 
 impl RetrievalSettings {
@@ -114,6 +160,35 @@ impl RetrievalSettings {
                 self.mapping,
                 index.path().display(),
                 found
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails unless `found` (the embeddings attached to the index now) are
+    /// the ones this model's retrieval used; nothing to check for a
+    /// strategy that does not rank by embeddings.
+    pub fn check_embeddings(&self, found: Option<&Embeddings>) -> Result<()> {
+        if !self.strategy.needs_embeddings() {
+            return Ok(());
+        }
+        let Some(used) = &self.embeddings else {
+            return Err(EngineError::Mismatch(format!(
+                "the model's {} retrieval records no item embeddings; retrain it with `hindsight train --strategy {} --retrieval-model MODEL`",
+                self.strategy, self.strategy
+            )));
+        };
+        let Some(found) = found else {
+            return Err(EngineError::Mismatch(format!(
+                "the model retrieves with {} over {used}, and the index has no item embeddings; attach them with `hindsight embeddings attach --index INDEX --model {}`",
+                self.strategy, used.model_path
+            )));
+        };
+        let found = EmbeddingsUsed::of(found);
+        if found.weights_sha256 != used.weights_sha256 || found.hash != used.hash {
+            return Err(EngineError::Mismatch(format!(
+                "the model was trained on {} retrieval over {used}, but the index's attached embeddings are {found}; attach the model's retrieval checkpoint again (`hindsight embeddings attach --model {}` with the same --bits, --sdim-rounds, --sdim-bits, --seed) or retrain",
+                self.strategy, used.model_path
             )));
         }
         Ok(())
@@ -147,7 +222,8 @@ impl Prepared {
         let snap = index.snapshot();
         let (samples, counts) = build_samples(&snap, &protocol)?;
         let t0 = Instant::now();
-        let histories = retrieve_histories(&snap, &samples, &Retriever::new(strategy), n, threads)?;
+        let retriever = Retriever::for_index(strategy, index)?;
+        let histories = retrieve_histories(&snap, &samples, &retriever, n, threads)?;
         Ok(Prepared {
             samples,
             histories,
@@ -158,9 +234,26 @@ impl Prepared {
                 mapping: index.manifest().mapping_name.clone(),
                 protocol,
                 index_behaviors: snap.num_behaviors(),
+                embeddings: retriever.embeddings().map(|e| EmbeddingsUsed::of(e)),
             },
             retrieval_secs: t0.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Fails unless the embeddings these samples were retrieved with come
+    /// from the checkpoint whose weights hash to `weights_sha256` (what
+    /// `hindsight train --retrieval-model` asks).
+    pub fn check_retrieval_model(&self, weights_sha256: &str, model: &str) -> Result<()> {
+        match &self.settings.embeddings {
+            None => Err(EngineError::Mismatch(format!(
+                "--retrieval-model {model} is for the embedding strategies (sim-soft, eta, sdim); {} does not use item embeddings",
+                self.settings.strategy
+            ))),
+            Some(used) if used.weights_sha256 != weights_sha256 => Err(EngineError::Mismatch(format!(
+                "the index's attached item embeddings are {used}, not those of {model}; attach them first: `hindsight embeddings attach --index INDEX --model {model}`"
+            ))),
+            Some(_) => Ok(()),
+        }
     }
 
     /// History lengths (before the target) of one split, in sample order.

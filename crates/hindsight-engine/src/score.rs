@@ -3,15 +3,15 @@
 //! built from the same retrieval and featurization as training.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hindsight_core::{AsOf, BehaviorFilter, Target};
 use hindsight_index::{BehaviorIndex, Snapshot};
 use hindsight_model::{Device, Example, TrainedModel};
-use hindsight_retrieval::{Query, Retrieved, Retriever, StrategyKind};
+use hindsight_retrieval::{Query, RetrievalContext, Retrieved, Retriever, StrategyKind};
 
-use crate::{EngineError, Result, RetrievalSettings};
+use crate::{Embeddings, EngineError, Result, RetrievalSettings};
 
 /// A trained model with the retrieval settings it was trained with, checked
 /// against the index it serves.
@@ -24,6 +24,7 @@ pub struct Scorer {
     replicas: Vec<TrainedModel>,
     free: Mutex<Vec<usize>>,
     settings: RetrievalSettings,
+    embeddings: Option<Arc<Embeddings>>,
 }
 
 /// What to score.
@@ -86,6 +87,18 @@ impl Scorer {
     pub fn new(model: TrainedModel, index: &BehaviorIndex) -> Result<Scorer> {
         let settings = RetrievalSettings::of(&model)?;
         settings.check_index(index)?;
+        // The index's item embeddings: required (and checked) when the
+        // model's strategy ranks by them, else loaded when attached (for
+        // requests that pick an embedding strategy).
+        let embeddings = if settings.strategy.needs_embeddings() {
+            let e = Embeddings::open(index).map_err(hindsight_retrieval::RetrievalError::from)?;
+            settings.check_embeddings(Some(&e))?;
+            Some(Arc::new(e))
+        } else if hindsight_embeddings::store_path(index.path()).is_file() {
+            Embeddings::open(index).ok().map(Arc::new)
+        } else {
+            None
+        };
         if settings.n != model.n() {
             return Err(EngineError::Mismatch(format!(
                 "the model's retrieval settings say N={} but its batches hold N={}; retrain it",
@@ -97,7 +110,14 @@ impl Scorer {
             replicas: vec![model],
             free: Mutex::new(vec![0]),
             settings,
+            embeddings,
         })
+    }
+
+    /// The item embeddings attached to the index, when loaded (call
+    /// [`Embeddings::warm`] with each new snapshot).
+    pub fn embeddings(&self) -> Option<&Arc<Embeddings>> {
+        self.embeddings.as_ref()
     }
 
     /// The model (its first replica).
@@ -157,7 +177,16 @@ impl Scorer {
         // candidate's retrieval and the reported length.
         let history = snapshot.history(input.user_id);
         let history_len = history.len();
-        let retrieved = Retriever::new(strategy).retrieve_many_in(&history, &queries)?;
+        if let Some(e) = &self.embeddings {
+            // Codes of segments appended since the last request (a read
+            // lock when there are none).
+            e.warm(snapshot);
+        }
+        let ctx = RetrievalContext {
+            embeddings: self.embeddings.clone(),
+        };
+        let retrieved =
+            Retriever::for_kind(strategy, &ctx)?.retrieve_many_in(&history, &queries)?;
         let t1 = Instant::now();
         let examples: Vec<Example> = input
             .targets

@@ -250,3 +250,124 @@ fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
     assert_eq!(eval.all.auc, results[0].row.eval.all.auc);
     assert_eq!(eval.all.logloss, results[0].row.eval.all.logloss);
 }
+
+/// Saves a store of made-up vectors (dimension 4) for every item of
+/// `index`, as if attached from the checkpoint whose weights hash to `sha`.
+fn attach_made_up(index: &BehaviorIndex, sha: &str) {
+    use hindsight_embeddings::{
+        store_path, EmbeddingStore, FeatureTable, FeatureTables, HashSettings, IndexRef, ModelRef,
+    };
+    let mut items = std::collections::BTreeSet::new();
+    index.snapshot().for_each_item(|i, _| {
+        items.insert(i);
+    });
+    let ids: Vec<u64> = items.into_iter().collect();
+    let vectors = ids
+        .iter()
+        .flat_map(|&i| {
+            let c = (i / 100) as f32;
+            [c.sin(), c.cos(), (i % 13) as f32 / 13.0 - 0.5, 0.1]
+        })
+        .collect();
+    let store = EmbeddingStore::build(
+        ids,
+        vectors,
+        4,
+        FeatureTables {
+            // Large, so that an unseen item's vector is its own best match.
+            item_oov: vec![0.0, 3.0],
+            categories: FeatureTable {
+                ids: vec![],
+                rows: vec![],
+                oov: vec![0.3, -0.2],
+            },
+            tags: None,
+            max_categories: 1,
+            max_tags: 1,
+        },
+        HashSettings::default(),
+        ModelRef {
+            path: format!("models/{sha}"),
+            kind: "din".into(),
+            weights_sha256: sha.into(),
+            representation: "made up".into(),
+        },
+        IndexRef::of(index),
+    )
+    .unwrap();
+    store.save(&store_path(index.path())).unwrap();
+}
+
+#[test]
+fn embedding_retrieval_is_recorded_checked_when_serving_and_sees_appends() {
+    let (dir, index) = index();
+    // No embeddings attached: a clear error before any retrieval.
+    let err = Prepared::new(&index, StrategyKind::Eta, 10, Protocol::default(), 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("hindsight embeddings attach"), "{err}");
+    attach_made_up(&index, "aaaa");
+    let prepared = Prepared::new(&index, StrategyKind::Eta, 10, Protocol::default(), 1).unwrap();
+    let used = prepared.settings.embeddings.clone().unwrap();
+    assert_eq!(used.weights_sha256, "aaaa");
+    prepared.check_retrieval_model("aaaa", "m").unwrap();
+    let err = prepared
+        .check_retrieval_model("bbbb", "m")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("attach them first"), "{err}");
+    let mut cfg = ModelConfig::new(ModelKind::Din);
+    cfg.epochs = 1;
+    let opts = TrainOptions {
+        device: Device::Cpu,
+        n: 10,
+        ..TrainOptions::default()
+    };
+    let (model, _) = prepared.train(&cfg, opts).unwrap();
+    model.save(dir.path().join("m")).unwrap();
+    let scorer = Scorer::load(dir.path().join("m"), Device::Cpu, &index, 1).unwrap();
+    assert!(scorer.embeddings().is_some());
+    assert_eq!(
+        RetrievalSettings::of(scorer.model()).unwrap().embeddings,
+        Some(used)
+    );
+
+    // Appended behaviors are retrievable at once, also on items the store
+    // does not hold (their features' vector).
+    index
+        .append(&[NewBehavior {
+            user_id: 1,
+            item_id: 777_777,
+            features: ItemFeatures::with_categories(vec![55]),
+            behavior_type: 0,
+            timestamp: 50_000,
+        }])
+        .unwrap();
+    let snap = index.refresh().unwrap();
+    let targets = [target(777_777, 55)];
+    for strategy in [StrategyKind::Eta, StrategyKind::SimSoft, StrategyKind::Sdim] {
+        let mut request = input(1, &targets);
+        request.strategy = Some(strategy);
+        let scored = scorer.score(&snap, &request).unwrap();
+        let newest = scored.retrieved[0].iter().map(|r| r.behavior.seq).max();
+        assert_eq!(newest, Some(60), "{strategy}: the appended behavior");
+    }
+
+    // Other embeddings attached (another checkpoint): serving refuses.
+    attach_made_up(&index, "bbbb");
+    let err = Scorer::load(dir.path().join("m"), Device::Cpu, &index, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attach the model's retrieval checkpoint again"),
+        "{err}"
+    );
+    let fresh = Prepared::new(&index, StrategyKind::Eta, 10, Protocol::default(), 1).unwrap();
+    let loaded = TrainedModel::load(dir.path().join("m"), Device::Cpu).unwrap();
+    let err = fresh.evaluate(&loaded).unwrap_err().to_string();
+    assert!(
+        err.contains("attach the model's retrieval checkpoint again"),
+        "{err}"
+    );
+}

@@ -144,6 +144,18 @@ impl Prepared {
                 settings.strategy, settings.n, self.settings.strategy, self.settings.n
             )));
         }
+        if settings.strategy.needs_embeddings() && settings.embeddings != self.settings.embeddings {
+            let found = self
+                .settings
+                .embeddings
+                .as_ref()
+                .map_or("none".to_owned(), |e| e.to_string());
+            return Err(EngineError::Mismatch(format!(
+                "the model was trained on {} retrieval over {}, but the samples were retrieved over {found}; attach the model's retrieval checkpoint again or retrain",
+                settings.strategy,
+                settings.embeddings.as_ref().map_or("no recorded embeddings".to_owned(), |e| e.to_string()),
+            )));
+        }
         let test = self.examples(Split::Test);
         if test.is_empty() {
             return Err(EngineError::Mismatch("the test split is empty".into()));

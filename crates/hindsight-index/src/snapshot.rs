@@ -91,6 +91,14 @@ impl SegmentView {
         self.id
     }
 
+    /// The segment's unique id (tantivy's segment UUID as a number). A
+    /// segment never changes once written, so this names its exact
+    /// contents: caches of per-document data (such as the embedding
+    /// codes of `hindsight-embeddings`) are keyed by it.
+    pub fn uid(&self) -> u128 {
+        u128::from_str_radix(&self.id.uuid_string(), 16).unwrap_or_default()
+    }
+
     /// Number of documents.
     pub fn max_doc(&self) -> DocId {
         self.max_doc

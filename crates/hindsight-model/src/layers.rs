@@ -287,6 +287,27 @@ impl FeatureEmbedding {
         Tensor::cat(&parts, -1)
     }
 
+    /// The item representation of `batch`'s targets computed from the
+    /// tables of a var store (`embedding.item`, `embedding.category`,
+    /// `embedding.tag` when present): what [`Self::target`] gives, for
+    /// any model whose embeddings sit under `embedding`. `None` when the
+    /// store lacks the item or category table.
+    pub(crate) fn target_from_vars(
+        vars: &std::collections::HashMap<String, Tensor>,
+        batch: &Batch,
+    ) -> Option<Tensor> {
+        let item = vars.get("embedding.item")?;
+        let category = vars.get("embedding.category")?;
+        let mut parts = vec![
+            Self::lookup(item, &batch.target_item),
+            Self::pooled(category, &batch.target_categories),
+        ];
+        if let Some(tag) = vars.get("embedding.tag") {
+            parts.push(Self::pooled(tag, &batch.target_tags));
+        }
+        Some(Tensor::cat(&parts, -1))
+    }
+
     /// The target's item representation, `[B, item_dim]`.
     pub(crate) fn target(&self, batch: &Batch) -> Tensor {
         self.item_repr(

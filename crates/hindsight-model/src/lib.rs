@@ -76,5 +76,5 @@ pub use recall::{
     SasRecConfig, TrainedRecall,
 };
 pub use train::{train, EpochReport, ProgressFn, TrainEvent, TrainOptions, TrainReport};
-pub use trained::{TrainedModel, CONFIG_FILE, WEIGHTS_FILE};
+pub use trained::{ItemFeatureTables, TrainedModel, CONFIG_FILE, WEIGHTS_FILE};
 pub use vocab::{time_gap_bucket, FeatureVocab, VocabBuilder, OOV, PAD, TIME_GAP_BUCKETS};

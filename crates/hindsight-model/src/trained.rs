@@ -21,6 +21,8 @@ pub const CONFIG_FILE: &str = "config.json";
 /// File name of a checkpoint's weights.
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 const FORMAT: &str = "hindsight-model/1";
+/// The out-of-vocabulary row of every embedding table.
+const OOV_ROW: usize = crate::vocab::OOV as usize;
 
 /// The parameters and the network built over them.
 #[derive(Debug)]
@@ -170,6 +172,32 @@ pub struct TrainedModel {
     retrieval: serde_json::Value,
     device: tch::Device,
     net: Mutex<Net>,
+    weights_sha256: Option<String>,
+}
+
+/// The embedding rows an item representation is made of, by raw id: what
+/// gives an item the model never saw its vector
+/// (`[item_oov, mean category rows, mean tag rows]`), for stores that
+/// compute vectors without libtorch (`hindsight-embeddings`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemFeatureTables {
+    /// Width of each part (the embedding dimension).
+    pub part_dim: usize,
+    /// The out-of-vocabulary item row.
+    pub item_oov: Vec<f32>,
+    /// Raw category ids of the vocabulary.
+    pub category_ids: Vec<u64>,
+    /// Their rows (`category_ids.len() x part_dim`).
+    pub category_rows: Vec<f32>,
+    /// The out-of-vocabulary category row.
+    pub category_oov: Vec<f32>,
+    /// Raw tag ids, their rows and the OOV row; `None` for a model without
+    /// tags.
+    pub tags: Option<(Vec<u64>, Vec<f32>, Vec<f32>)>,
+    /// At most this many categories of an item are averaged.
+    pub max_categories: usize,
+    /// At most this many tags of an item are averaged.
+    pub max_tags: usize,
 }
 
 impl TrainedModel {
@@ -199,7 +227,123 @@ impl TrainedModel {
             retrieval: serde_json::Value::Null,
             device: net.vs.device(),
             net: Mutex::new(net),
+            weights_sha256: None,
         }
+    }
+
+    /// The sha256 of the weights file this model was loaded from (`None`
+    /// for a model not loaded from a checkpoint, or from one saved before
+    /// checksums existed).
+    pub fn weights_sha256(&self) -> Option<&str> {
+        self.weights_sha256.as_deref()
+    }
+
+    /// Length of an item vector ([`item_vectors`](Self::item_vectors)).
+    pub fn item_vector_dim(&self) -> usize {
+        let tags = self.net().vs.variables().contains_key("embedding.tag");
+        self.config.embedding_dim as usize * if tags { 3 } else { 2 }
+    }
+
+    /// The item representation the model gives each of `items` (its item
+    /// row, out-of-vocabulary for an item it never saw, with the mean of its
+    /// category rows and, with tags, of its tag rows): `items.len()` rows of
+    /// [`item_vector_dim`](Self::item_vector_dim) floats, row-major, in
+    /// order. What retrieval by learned embeddings (`sim-soft`, `eta`,
+    /// `sdim`) ranks with.
+    pub fn item_vectors(&self, items: &[hindsight_core::Target]) -> Result<Vec<f32>> {
+        let dim = self.item_vector_dim();
+        let mut out = Vec::with_capacity(items.len() * dim);
+        let vars = self.net().vs.variables();
+        for chunk in items.chunks(4096) {
+            let examples: Vec<Example> = chunk
+                .iter()
+                .map(|t| Example {
+                    user_id: 0,
+                    label: 0,
+                    target: t.clone(),
+                    timestamp: 0,
+                    history: Vec::new(),
+                })
+                .collect();
+            let batch = Batch::new(&examples, &self.vocab, 1, self.device)?;
+            let repr = tch::no_grad(|| {
+                crate::layers::FeatureEmbedding::target_from_vars(&vars, &batch)
+            })
+            .ok_or_else(|| {
+                ModelError::InvalidConfig(format!(
+                    "a {} model has no embedding.item / embedding.category tables to take item vectors from",
+                    self.config.kind
+                ))
+            })?;
+            out.extend(Vec::<f32>::try_from(
+                repr.to_device(tch::Device::Cpu).contiguous().flatten(0, -1),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The category and tag rows (by raw id) and the out-of-vocabulary
+    /// rows that make the vector of any item from its features (see
+    /// [`ItemFeatureTables`]).
+    pub fn item_feature_tables(&self) -> Result<ItemFeatureTables> {
+        let vars = self.net().vs.variables();
+        let missing = |name: &str| {
+            ModelError::InvalidConfig(format!(
+                "a {} model has no {name} table to take item vectors from",
+                self.config.kind
+            ))
+        };
+        let rows_of = |name: &str| -> Result<(Vec<f32>, usize)> {
+            let t = vars.get(name).ok_or_else(|| missing(name))?;
+            let width = t.size().get(1).copied().unwrap_or(0) as usize;
+            let v =
+                Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).contiguous().flatten(0, -1))?;
+            Ok((v, width))
+        };
+        let ids = serde_json::to_value(&self.vocab).unwrap_or_default();
+        let list = |name: &str| -> Vec<u64> {
+            ids[name]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+                .unwrap_or_default()
+        };
+        // Row `dense` of a table; dense ids are 2 + position (0 padding, 1 OOV).
+        let pick = |table: &[f32], w: usize, raw: &[u64], dense: &dyn Fn(u64) -> i64| {
+            let mut rows = Vec::with_capacity(raw.len() * w);
+            for &id in raw {
+                let d = dense(id) as usize;
+                rows.extend_from_slice(&table[d * w..(d + 1) * w]);
+            }
+            rows
+        };
+        let (item, w) = rows_of("embedding.item")?;
+        let item_oov = item[OOV_ROW * w..(OOV_ROW + 1) * w].to_vec();
+        let (cats, cw) = rows_of("embedding.category")?;
+        let category_ids = list("categories");
+        let category_rows = pick(&cats, cw, &category_ids, &|id| self.vocab.category(id));
+        let category_oov = cats[OOV_ROW * cw..(OOV_ROW + 1) * cw].to_vec();
+        let tags = if vars.contains_key("embedding.tag") {
+            let (tags, tw) = rows_of("embedding.tag")?;
+            let tag_ids = list("tags");
+            let rows = pick(&tags, tw, &tag_ids, &|id| self.vocab.tag(id));
+            Some((
+                tag_ids,
+                rows,
+                tags[OOV_ROW * tw..(OOV_ROW + 1) * tw].to_vec(),
+            ))
+        } else {
+            None
+        };
+        Ok(ItemFeatureTables {
+            part_dim: w,
+            item_oov,
+            category_ids,
+            category_rows,
+            category_oov,
+            tags,
+            max_categories: self.vocab.max_categories,
+            max_tags: self.vocab.max_tags,
+        })
     }
 
     fn net(&self) -> MutexGuard<'_, Net> {
@@ -442,6 +586,7 @@ impl TrainedModel {
         })?;
         let mut model = Self::from_parts(cfg.model, cfg.vocab, cfg.n, net);
         model.retrieval = cfg.retrieval;
+        model.weights_sha256 = cfg.weights_sha256;
         let scores = model.score(&probe_examples(&model.vocab, model.n))?;
         let count = scores.iter().filter(|s| !s.is_finite()).count();
         if count > 0 {

@@ -190,3 +190,53 @@ fn a_checkpoint_without_the_checksum_field_still_loads() {
     loaded.save(dir.path()).unwrap();
     assert!(config_json(dir.path())["weights_sha256"].is_string());
 }
+
+#[test]
+fn item_vectors_are_the_item_representation_and_the_tables_rebuild_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ex) = saved(dir.path());
+    let model = TrainedModel::load(dir.path(), Device::Cpu).unwrap();
+    let sha = model.weights_sha256().unwrap().to_owned();
+    assert_eq!(sha.len(), 64);
+    let dim = model.item_vector_dim();
+    // DIN with tags: [item, mean category, mean tag], 64 each.
+    assert_eq!(dim, 3 * 64);
+    let known = ex[0].target.clone();
+    let unseen = Target {
+        item_id: 987_654,
+        features: ItemFeatures {
+            categories: vec![1, 2, 424_242],
+            tags: vec![],
+        },
+    };
+    let v = model
+        .item_vectors(&[known.clone(), unseen.clone()])
+        .unwrap();
+    assert_eq!(v.len(), 2 * dim);
+    let t = model.item_feature_tables().unwrap();
+    assert_eq!(t.part_dim, 64);
+    // The unseen item: OOV item row, mean of its (first max_categories)
+    // category rows (an unknown one takes the OOV row), no tags: zeros.
+    let cats: Vec<&[f32]> = unseen
+        .features
+        .categories
+        .iter()
+        .take(t.max_categories.max(1))
+        .map(|c| match t.category_ids.iter().position(|x| x == c) {
+            Some(p) => &t.category_rows[p * 64..(p + 1) * 64],
+            None => &t.category_oov[..],
+        })
+        .collect();
+    let mut want = t.item_oov.clone();
+    want.extend((0..64).map(|j| cats.iter().map(|r| r[j]).sum::<f32>() / cats.len() as f32));
+    want.extend(std::iter::repeat_n(0.0, 64));
+    let got = &v[dim..];
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-6, "max difference {diff}");
+    // The known item's vector differs from the unseen one's item part.
+    assert_ne!(&v[..64], &t.item_oov[..]);
+}

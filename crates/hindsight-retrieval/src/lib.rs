@@ -10,6 +10,16 @@
 //! | `sim-hard` | behaviors sharing a category (genre) with the target, newest first, padded with recent ones | SIM hard search, Pi et al. CIKM 2020 |
 //! | `ubr`      | BM25 over the target's features (item, categories, tags) against the user's feature-keyed behaviors | UBR4CTR, Qin et al. SIGIR 2020 |
 //! | `hybrid`   | a few most recent behaviors, the rest by `ubr` | |
+//! | `sim-soft` | top N by the inner product of learned item embeddings | SIM soft search, Pi et al. CIKM 2020 |
+//! | `eta`      | top N by Hamming distance of SimHash codes of the embeddings, ties to newer | ETA, Chen et al. 2021 |
+//! | `sdim`     | behaviors whose hash signature collides with the target's in a round, newest first | SDIM, Cao et al. CIKM 2022 |
+//!
+//! The last three need item embeddings attached to the index
+//! (`hindsight embeddings attach`, [`hindsight_embeddings`]): build them
+//! with [`Retriever::for_index`] (loads the index's store) or
+//! [`Retriever::for_kind`] with a [`RetrievalContext`]; a retriever made
+//! by [`Retriever::new`] for them answers every call with
+//! [`RetrievalError::MissingEmbeddings`].
 //!
 //! Every strategy implements [`RetrievalStrategy`] in its own module under
 //! `strategies/`, and one line of the registry there makes it a
@@ -47,13 +57,24 @@ pub mod topn;
 use std::fmt;
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use hindsight_core::{AsOf, Behavior, BehaviorFilter, Target};
-use hindsight_index::{History, Snapshot};
+pub use hindsight_embeddings::Embeddings;
+use hindsight_index::{BehaviorIndex, History, Snapshot};
 use serde::{Deserialize, Serialize};
 
 pub use bm25::Bm25Weight;
-pub use strategies::{Hybrid, Recent, SimHard, StrategyKind, Ubr, UbrConfig};
+pub use strategies::{Eta, Hybrid, Recent, Sdim, SimHard, SimSoft, StrategyKind, Ubr, UbrConfig};
 pub use topn::TopN;
+
+/// What strategies may need besides the index: the item embeddings
+/// attached to it (for `sim-soft`, `eta`, `sdim`).
+#[derive(Debug, Clone, Default)]
+pub struct RetrievalContext {
+    /// The attached embeddings, if loaded.
+    pub embeddings: Option<Arc<Embeddings>>,
+}
 
 /// Errors of retrieval.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +85,12 @@ pub enum RetrievalError {
     /// An unknown strategy name.
     #[error("unknown retrieval strategy {0:?}; use one of {list}", list = StrategyKind::HELP)]
     UnknownStrategy(String),
+    /// An embedding strategy without item embeddings.
+    #[error("retrieval strategy {0} ranks by item embeddings and none are loaded; attach them to the index with `hindsight embeddings attach --index INDEX --model MODEL` first")]
+    MissingEmbeddings(&'static str),
+    /// The item embeddings could not be loaded.
+    #[error(transparent)]
+    Embeddings(#[from] hindsight_embeddings::EmbeddingError),
 }
 
 /// Result alias of the retrieval crate.
@@ -149,19 +176,53 @@ impl FromStr for StrategyKind {
 /// Runs a strategy against snapshots: the entry point of jobs and the server.
 pub struct Retriever {
     strategy: Box<dyn RetrievalStrategy>,
+    embeddings: Option<Arc<Embeddings>>,
 }
 
 impl Retriever {
-    /// A retriever for a built-in strategy with default settings.
+    /// A retriever for a built-in strategy with default settings (an
+    /// embedding strategy made this way has no embeddings: see
+    /// [`Retriever::for_index`]).
     pub fn new(kind: StrategyKind) -> Self {
         Retriever {
             strategy: kind.build(),
+            embeddings: None,
         }
+    }
+
+    /// A retriever for a built-in strategy with what `ctx` provides; fails
+    /// with [`RetrievalError::MissingEmbeddings`] for an embedding strategy
+    /// when `ctx` has no embeddings.
+    pub fn for_kind(kind: StrategyKind, ctx: &RetrievalContext) -> Result<Self> {
+        Ok(Retriever {
+            strategy: kind.build_with(ctx)?,
+            embeddings: ctx.embeddings.clone().filter(|_| kind.needs_embeddings()),
+        })
+    }
+
+    /// A retriever for a built-in strategy over `index`: an embedding
+    /// strategy loads the embeddings attached to the index (a clear error
+    /// when there are none, or when they belong to another index).
+    pub fn for_index(kind: StrategyKind, index: &BehaviorIndex) -> Result<Self> {
+        let embeddings = if kind.needs_embeddings() {
+            Some(Arc::new(Embeddings::open(index)?))
+        } else {
+            None
+        };
+        Self::for_kind(kind, &RetrievalContext { embeddings })
     }
 
     /// A retriever for any strategy.
     pub fn with_strategy(strategy: Box<dyn RetrievalStrategy>) -> Self {
-        Retriever { strategy }
+        Retriever {
+            strategy,
+            embeddings: None,
+        }
+    }
+
+    /// The embeddings the strategy reads, if it is an embedding strategy.
+    pub fn embeddings(&self) -> Option<&Arc<Embeddings>> {
+        self.embeddings.as_ref()
     }
 
     /// The strategy's name.

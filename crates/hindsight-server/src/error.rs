@@ -141,6 +141,9 @@ impl From<hindsight_engine::EngineError> for ApiError {
             }
             hindsight_engine::EngineError::UnknownName(m) => ApiError::invalid("unknown_name", m),
             hindsight_engine::EngineError::Index(e) => e.into(),
+            e @ hindsight_engine::EngineError::Retrieval(
+                hindsight_retrieval::RetrievalError::MissingEmbeddings(_),
+            ) => ApiError::invalid("missing_embeddings", e.to_string()),
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -54,6 +54,7 @@ pub(crate) fn save_model(dir: &std::path::Path, mapping: &str, n: usize) {
         mapping: mapping.into(),
         protocol: Default::default(),
         index_behaviors: 1800,
+        embeddings: None,
     };
     model.set_retrieval(serde_json::to_value(settings).unwrap());
     model.save(dir).unwrap();

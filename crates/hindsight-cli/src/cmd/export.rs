@@ -46,7 +46,8 @@ pub fn run(a: Args) -> Result<()> {
     let protocol = a.protocol.protocol(a.seed)?;
     let t0 = Instant::now();
     let (samples, counts) = build_samples(&snap, &protocol)?;
-    let histories = retrieve_histories(&snap, &samples, &Retriever::new(kind), n, a.threads)?;
+    let retriever = Retriever::for_index(kind, &index)?;
+    let histories = retrieve_histories(&snap, &samples, &retriever, n, a.threads)?;
     let meta = ExportMeta {
         strategy: kind.as_str().to_owned(),
         n,

@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod embeddings;
 pub mod export;
 pub mod export_recall;
 pub mod info;
@@ -91,7 +92,9 @@ impl ProtocolArgs {
 /// The retrieval options shared by the commands that retrieve.
 #[derive(clap::Args)]
 pub struct RetrievalArgs {
-    /// Retrieval strategy: recent, sim-hard, ubr, hybrid.
+    /// Retrieval strategy: recent, sim-hard, ubr, hybrid, sim-soft, eta,
+    /// sdim (the last three rank by item embeddings: attach them first with
+    /// `hindsight embeddings attach`).
     #[arg(long, default_value = "ubr")]
     pub strategy: StrategyKind,
     /// Budget: at most N behaviors retrieved per target.

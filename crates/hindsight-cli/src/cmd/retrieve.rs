@@ -139,7 +139,8 @@ pub fn run(a: Args) -> Result<()> {
         seq: a.as_of_seq,
         timestamp: a.as_of_ts,
     };
-    let retriever = Retriever::new(kind);
+    // The embedding strategies load the index's attached item embeddings.
+    let retriever = Retriever::for_index(kind, &index)?;
     let query = Query::new(&target, n).as_of(as_of).filter(filter);
     let t0 = Instant::now();
     let hits = retriever.retrieve(&snap, a.user, &query)?;

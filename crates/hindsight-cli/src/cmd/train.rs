@@ -59,6 +59,12 @@ pub struct TrainArgs {
     /// (an epoch took 20x longer with 2 threads beside other jobs).
     #[arg(long)]
     pub torch_threads: Option<i32>,
+    /// For sim-soft, eta, sdim: the checkpoint whose item embeddings the
+    /// retrieval uses (the first phase of two-phase training); they must be
+    /// the ones attached to the index (`hindsight embeddings attach`), and
+    /// the trained model records them, so serving refuses other embeddings.
+    #[arg(long)]
+    pub retrieval_model: Option<PathBuf>,
     /// Print one JSON object (training report) on stdout.
     #[arg(long)]
     pub json: bool,
@@ -182,7 +188,21 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     set_torch_threads(a.torch_threads);
     let index = BehaviorIndex::open_read_only(&a.index)?;
     let protocol = a.protocol.protocol(a.sample_seed)?;
+    let retrieval_sha = match &a.retrieval_model {
+        Some(m) if !strategy.needs_embeddings() => anyhow::bail!(
+            "--retrieval-model {} is for the strategies that rank by item embeddings (sim-soft, eta, sdim), not {strategy}",
+            m.display()
+        ),
+        Some(m) => Some(
+            super::embeddings::checkpoint_sha(m)
+                .with_context(|| format!("reading the retrieval model {}", m.display()))?,
+        ),
+        None => None,
+    };
     let prepared = Prepared::new(&index, strategy, n, protocol, 2)?;
+    if let (Some(sha), Some(m)) = (&retrieval_sha, &a.retrieval_model) {
+        prepared.check_retrieval_model(sha, &m.display().to_string())?;
+    }
     if !a.json {
         eprintln!(
             "{} samples (train {}, valid {}, test {}); {} N={} retrieval in {:.1} s",

@@ -3,9 +3,11 @@
 //! Adding a strategy is one new file here (a type implementing
 //! [`RetrievalStrategy`] and `Default`, whose `name()` is
 //! `StrategyKind::TheNewKind.as_str()`) plus one line in the
-//! `registry!` call below: [`StrategyKind`], its names, parsing,
-//! `Display`, serde form and [`StrategyKind::HELP`] all come from that
-//! line.
+//! `registry!` call below and its name in `make_default!`:
+//! [`StrategyKind`], its names, parsing, `Display`, serde form and
+//! [`StrategyKind::HELP`] all come from that line. A strategy that needs
+//! more than defaults (the embedding strategies need the index's item
+//! embeddings) implements `Make` itself instead of `Default`.
 
 use hindsight_index::{DocId, History, SegmentView};
 
@@ -39,9 +41,25 @@ macro_rules! registry {
                 match self { $(StrategyKind::$variant => $name,)+ }
             }
 
-            /// The strategy with default settings.
+            /// The strategy with default settings and no context: an
+            /// embedding strategy built so answers every call with
+            /// [`RetrievalError::MissingEmbeddings`](crate::RetrievalError::MissingEmbeddings)
+            /// (use [`build_with`](Self::build_with)).
             pub fn build(&self) -> Box<dyn crate::RetrievalStrategy> {
-                match self { $(StrategyKind::$variant => Box::new(<$ty>::default()),)+ }
+                self.build_with(&crate::RetrievalContext::default())
+                    .unwrap_or_else(|_| Box::new(Unavailable(self.as_str())))
+            }
+
+            /// The strategy with default settings and what `ctx` provides;
+            /// fails for an embedding strategy when `ctx` has no embeddings.
+            pub fn build_with(&self, ctx: &crate::RetrievalContext) -> crate::Result<Box<dyn crate::RetrievalStrategy>> {
+                Ok(match self { $(StrategyKind::$variant => Box::new(<$ty as Make>::make(ctx)?),)+ })
+            }
+
+            /// Whether the strategy ranks by item embeddings (needs them
+            /// attached to the index).
+            pub fn needs_embeddings(&self) -> bool {
+                match self { $(StrategyKind::$variant => <$ty as Make>::NEEDS_EMBEDDINGS,)+ }
             }
 
             /// The strategy named `s` (its name or an alias).
@@ -67,9 +85,60 @@ registry! {
     SimHard = "sim-hard" | "sim_hard" => sim_hard::SimHard,
     Ubr = "ubr" => ubr::Ubr,
     Hybrid = "hybrid" => hybrid::Hybrid,
+    SimSoft = "sim-soft" | "sim_soft" => sim_soft::SimSoft,
+    Eta = "eta" => eta::Eta,
+    Sdim = "sdim" => sdim::Sdim,
 }
 
 pub use ubr::UbrConfig;
+
+/// How the registry makes a strategy from a [`RetrievalContext`](crate::RetrievalContext).
+pub(crate) trait Make: Sized {
+    /// Whether it needs the context's embeddings.
+    const NEEDS_EMBEDDINGS: bool = false;
+    /// The strategy with default settings.
+    fn make(ctx: &crate::RetrievalContext) -> crate::Result<Self>;
+}
+
+macro_rules! make_default {
+    ($($ty:ty),+) => {$(
+        impl Make for $ty {
+            fn make(_: &crate::RetrievalContext) -> crate::Result<Self> {
+                Ok(<$ty>::default())
+            }
+        }
+    )+};
+}
+make_default!(Recent, SimHard, Ubr, Hybrid);
+
+/// The embeddings of `ctx`, or the error naming `strategy`.
+pub(crate) fn embeddings_of(
+    ctx: &crate::RetrievalContext,
+    strategy: StrategyKind,
+) -> crate::Result<std::sync::Arc<hindsight_embeddings::Embeddings>> {
+    ctx.embeddings
+        .clone()
+        .ok_or(crate::RetrievalError::MissingEmbeddings(strategy.as_str()))
+}
+
+/// What [`StrategyKind::build`] returns for an embedding strategy: every
+/// call fails with [`RetrievalError::MissingEmbeddings`](crate::RetrievalError::MissingEmbeddings).
+struct Unavailable(&'static str);
+
+impl crate::RetrievalStrategy for Unavailable {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn retrieve(
+        &self,
+        _: &History<'_>,
+        _: &Query<'_>,
+        _: &mut Vec<Retrieved>,
+    ) -> crate::Result<()> {
+        Err(crate::RetrievalError::MissingEmbeddings(self.0))
+    }
+}
 
 impl serde::Serialize for StrategyKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -143,7 +212,10 @@ mod tests {
 
     #[test]
     fn names_parse_display_and_serialize_from_the_registry() {
-        assert_eq!(StrategyKind::HELP, "recent, sim-hard, ubr, hybrid");
+        assert_eq!(
+            StrategyKind::HELP,
+            "recent, sim-hard, ubr, hybrid, sim-soft, eta, sdim"
+        );
         for k in StrategyKind::ALL {
             assert_eq!(k.as_str().parse::<StrategyKind>().unwrap(), k);
             assert_eq!(k.to_string(), k.as_str());
@@ -160,5 +232,21 @@ mod tests {
         assert!(serde_json::from_str::<StrategyKind>("\"sim_hard\"").is_err());
         let err = "magic".parse::<StrategyKind>().unwrap_err().to_string();
         assert!(err.contains("recent, sim-hard, ubr, hybrid"), "{err}");
+        let embedding: Vec<StrategyKind> = StrategyKind::ALL
+            .into_iter()
+            .filter(|k| k.needs_embeddings())
+            .collect();
+        assert_eq!(
+            embedding,
+            [StrategyKind::SimSoft, StrategyKind::Eta, StrategyKind::Sdim]
+        );
+        for k in embedding {
+            let err = k
+                .build_with(&crate::RetrievalContext::default())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("hindsight embeddings attach"), "{err}");
+        }
     }
 }

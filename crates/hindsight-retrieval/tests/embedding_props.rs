@@ -1,0 +1,275 @@
+//! Property tests of the embedding strategies (`sim-soft`, `eta`, `sdim`)
+//! against brute force on generated logs appended in several batches (so
+//! histories span segments, and items appended after the store was built
+//! get their vectors from their features): exact top N by inner product and
+//! by Hamming distance with ties to newer, exact collision sets newest
+//! first; never at or after the as-of point; at most N.
+
+use std::cmp::Reverse;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use hindsight_core::{AsOf, Behavior, BehaviorFilter, ItemFeatures, Target};
+use hindsight_embeddings::{
+    dot, hamming, EmbeddingStore, Embeddings, FeatureTable, FeatureTables, HashSettings, IndexRef,
+    ModelRef,
+};
+use hindsight_index::{BehaviorIndex, NewBehavior};
+use hindsight_logs::DatasetMapping;
+use hindsight_retrieval::{Query, RetrievalContext, RetrievalError, Retriever, StrategyKind};
+use proptest::prelude::*;
+
+const DIM: usize = 6;
+
+#[derive(Debug, Clone)]
+struct Case {
+    batches: Vec<Vec<NewBehavior>>,
+    /// Vectors (small integers: many exact ties) of items 0..30; the store
+    /// holds the items `held` says.
+    vectors: Vec<[i8; DIM]>,
+    held: Vec<bool>,
+    hash: HashSettings,
+    queries: Vec<(u64, Target, usize, AsOf, BehaviorFilter)>,
+}
+
+fn behavior() -> impl Strategy<Value = NewBehavior> {
+    (1u64..4, 0u64..30, 0u8..3, 0i64..300).prop_map(|(user, item, btype, ts)| NewBehavior {
+        user_id: user,
+        item_id: item,
+        features: ItemFeatures::with_categories(vec![item % 4]),
+        behavior_type: btype,
+        timestamp: ts,
+    })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let batches = prop::collection::vec(prop::collection::vec(behavior(), 0..50), 1..4);
+    let vectors = prop::collection::vec(prop::array::uniform6(-2i8..3), 30);
+    let held = prop::collection::vec(prop::bool::weighted(0.7), 30);
+    let hash = (1u32..=64, 1u32..=4, 1u32..=4, any::<u64>()).prop_map(|(eta_bits, r, b, seed)| {
+        HashSettings {
+            eta_bits,
+            sdim_rounds: r,
+            sdim_bits: b,
+            seed,
+        }
+    });
+    let query = (
+        0u64..5,
+        0u64..34,
+        0u64..6,
+        0usize..20,
+        prop::option::of(0u32..100),
+        prop::option::of(0i64..320),
+        prop::option::of(0u8..3),
+    )
+        .prop_map(|(user, item, cat, n, seq, ts, btype)| {
+            let target = Target {
+                item_id: item,
+                features: ItemFeatures::with_categories(vec![cat]),
+            };
+            let filter = BehaviorFilter {
+                behavior_types: btype.into_iter().collect(),
+                since: None,
+                until: None,
+            };
+            (user, target, n, AsOf { seq, timestamp: ts }, filter)
+        });
+    (
+        batches,
+        vectors,
+        held,
+        hash,
+        prop::collection::vec(query, 30),
+    )
+        .prop_map(|(batches, vectors, held, hash, queries)| Case {
+            batches,
+            vectors,
+            held,
+            hash,
+            queries,
+        })
+}
+
+/// Tables: item OOV row of 2, category rows of 4 (categories 0..3; 4 and 5
+/// are unknown and take the OOV row).
+fn tables() -> FeatureTables {
+    FeatureTables {
+        item_oov: vec![0.5, -1.0],
+        categories: FeatureTable {
+            ids: vec![0, 1, 2, 3],
+            rows: (0..16).map(|i| (i % 5) as f32 - 2.0).collect(),
+            oov: vec![1.0, 1.0, -1.0, 0.0],
+        },
+        tags: None,
+        max_categories: 1,
+        max_tags: 1,
+    }
+}
+
+fn store(case: &Case, index: &BehaviorIndex) -> EmbeddingStore {
+    let ids: Vec<u64> = (0..30u64).filter(|&i| case.held[i as usize]).collect();
+    let vectors: Vec<f32> = ids
+        .iter()
+        .flat_map(|&i| case.vectors[i as usize].map(f32::from))
+        .collect();
+    EmbeddingStore::build(
+        ids,
+        vectors,
+        DIM,
+        tables(),
+        case.hash,
+        ModelRef {
+            path: "test".into(),
+            kind: "din".into(),
+            weights_sha256: String::new(),
+            representation: "test".into(),
+        },
+        IndexRef::of(index),
+    )
+    .unwrap()
+}
+
+fn eligible(h: &[Behavior], as_of: &AsOf, f: &BehaviorFilter) -> Vec<Behavior> {
+    h.iter()
+        .filter(|b| as_of.admits(b.seq, b.timestamp) && f.admits(b.behavior_type, b.timestamp))
+        .cloned()
+        .collect()
+}
+
+fn vector_of(store: &EmbeddingStore, item: u64, features: &ItemFeatures) -> Vec<f32> {
+    match store.row(item) {
+        Some(r) => store.vector(r).to_vec(),
+        None => store.features_vector(features),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn embedding_strategies_equal_brute_force(case in case()) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = DatasetMapping::preset("taobao").unwrap();
+        let index = BehaviorIndex::create(dir.path(), &m).unwrap();
+        // The store is built after the first batch: later batches bring
+        // items it may not hold, in new segments.
+        let mut batches = case.batches.iter();
+        if let Some(first) = batches.next() {
+            if !first.is_empty() {
+                index.append(first).unwrap();
+            }
+        }
+        let emb = Arc::new(Embeddings::new(store(&case, &index)));
+        emb.warm(&index.refresh().unwrap());
+        for batch in batches {
+            if !batch.is_empty() {
+                index.append(batch).unwrap();
+            }
+        }
+        let snap = index.refresh().unwrap();
+        let ctx = RetrievalContext { embeddings: Some(emb.clone()) };
+        let st = emb.store();
+        let r = |k| Retriever::for_kind(k, &ctx).unwrap();
+        let (soft, eta, sdim) = (r(StrategyKind::SimSoft), r(StrategyKind::Eta), r(StrategyKind::Sdim));
+        let layout = st.sdim_layout();
+        for (user, target, n, as_of, filter) in &case.queries {
+            let mut full = snap.history(*user).newest(&AsOf::NOW, usize::MAX);
+            full.reverse();
+            let elig = eligible(&full, as_of, filter);
+            let q = Query::new(target, *n).as_of(*as_of).filter(filter.clone());
+            let t = st.target(target);
+            prop_assert_eq!(&t.vector, &vector_of(st, target.item_id, &target.features));
+
+            // sim-soft: top N by (inner product, seq), descending.
+            let mut want: Vec<(f32, u32)> = elig
+                .iter()
+                .map(|b| (dot(&t.vector, &vector_of(st, b.item_id, &b.features)), b.seq))
+                .collect();
+            want.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+            want.truncate(*n);
+            let got: Vec<(f32, u32)> = soft.retrieve(&snap, *user, &q).unwrap()
+                .iter().map(|h| (h.score, h.behavior.seq)).collect();
+            prop_assert_eq!(got, want, "sim-soft");
+
+            // eta: top N by Hamming distance ascending, ties to newer.
+            let bits = st.eta_bits();
+            let mut want: Vec<(f32, u32)> = elig
+                .iter()
+                .map(|b| {
+                    let code = st.eta_of(&vector_of(st, b.item_id, &b.features));
+                    ((bits - hamming(code, t.eta)) as f32, b.seq)
+                })
+                .collect();
+            want.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+            want.truncate(*n);
+            let got: Vec<(f32, u32)> = eta.retrieve(&snap, *user, &q).unwrap()
+                .iter().map(|h| (h.score, h.behavior.seq)).collect();
+            prop_assert_eq!(got, want, "eta");
+
+            // sdim: every colliding behavior, newest first, at most N.
+            let mut want: Vec<(f32, u32)> = elig
+                .iter()
+                .filter_map(|b| {
+                    let sig = st.sdim_of(&vector_of(st, b.item_id, &b.features));
+                    let c = (0..layout.rounds)
+                        .filter(|&r| layout.bucket(sig, r) == layout.bucket(t.sdim, r))
+                        .count();
+                    (c > 0).then_some((c as f32, b.seq))
+                })
+                .collect();
+            want.sort_by_key(|w| Reverse(w.1));
+            want.truncate(*n);
+            let got = sdim.retrieve(&snap, *user, &q).unwrap();
+            let mut seen = HashSet::new();
+            for h in &got {
+                let b = &h.behavior;
+                prop_assert!(as_of.admits(b.seq, b.timestamp), "sdim leaked past {:?}", as_of);
+                prop_assert!(seen.insert(b.seq));
+            }
+            let got: Vec<(f32, u32)> = got.iter().map(|h| (h.score, h.behavior.seq)).collect();
+            prop_assert_eq!(got, want, "sdim");
+        }
+    }
+}
+
+#[test]
+fn embedding_strategies_without_embeddings_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = DatasetMapping::preset("taobao").unwrap();
+    let index = BehaviorIndex::create(dir.path(), &m).unwrap();
+    index
+        .append(&[NewBehavior {
+            user_id: 1,
+            item_id: 1,
+            features: ItemFeatures::with_categories(vec![1]),
+            behavior_type: 0,
+            timestamp: 1,
+        }])
+        .unwrap();
+    let snap = index.refresh().unwrap();
+    for kind in [StrategyKind::SimSoft, StrategyKind::Eta, StrategyKind::Sdim] {
+        // No store attached to the index.
+        let err = Retriever::for_index(kind, &index).err().unwrap();
+        assert!(
+            err.to_string().contains("hindsight embeddings attach"),
+            "{err}"
+        );
+        // A retriever built without a context refuses every call.
+        let target = Target::default();
+        let err = Retriever::new(kind)
+            .retrieve(&snap, 1, &Query::new(&target, 5))
+            .unwrap_err();
+        assert!(matches!(err, RetrievalError::MissingEmbeddings(_)), "{err}");
+        // Feature strategies need nothing.
+        assert!(Retriever::for_index(StrategyKind::Recent, &index).is_ok());
+    }
+    // A damaged file: a clear error, not a panic.
+    let path = hindsight_embeddings::store_path(index.path());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"HSEMBED\n garbage").unwrap();
+    let err = Retriever::for_index(StrategyKind::Eta, &index)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("damaged"), "{err}");
+}
