@@ -28,9 +28,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use hindsight_benches::{
-    cached_csv, cpu_seconds, create_index, ingest_csv, load_average, machine, peak_rss_bytes, reset_peak_rss,
-    shaped_config, shaped_name, shaped_samples, today_utc, BenchIndex, Percentiles, Result,
-    Sample, DATA_ENV, HISTORY_SIZES, TOP_N,
+    cached_csv, cpu_seconds, create_index, ingest_csv, load_average, machine, peak_rss_bytes,
+    reset_peak_rss, shaped_config, shaped_name, shaped_samples, today_utc, BenchIndex, Percentiles,
+    Result, Sample, DATA_ENV, HISTORY_SIZES, TOP_N,
 };
 use hindsight_core::AsOf;
 use hindsight_index::baseline::{naive_boolean, term_newest};
@@ -174,7 +174,11 @@ fn ingest_table(shapes: &[SynthShape], behaviors: u64, seed: u64) -> Result<()> 
         let dir = scratch.path().join("index");
         let index = create_index(&dir)?;
         reset_peak_rss();
-        eprintln!("ingesting {} ({} behaviors)", csv.display(), cfg.total_behaviors());
+        eprintln!(
+            "ingesting {} ({} behaviors)",
+            csv.display(),
+            cfg.total_behaviors()
+        );
         let cpu0 = cpu_seconds().unwrap_or(0.0);
         let t = Instant::now();
         let report = ingest_csv(&index, &csv, true)?;
@@ -184,11 +188,18 @@ fn ingest_table(shapes: &[SynthShape], behaviors: u64, seed: u64) -> Result<()> 
         let peak = peak_rss_bytes().unwrap_or(0);
         let n = snapshot.num_behaviors();
         if n != cfg.total_behaviors() {
-            return Err(format!("index holds {n} behaviors, expected {}", cfg.total_behaviors()).into());
+            return Err(format!(
+                "index holds {n} behaviors, expected {}",
+                cfg.total_behaviors()
+            )
+            .into());
         }
         let size = dir_size(&dir);
         let per_sec = n as f64 / secs;
-        eprintln!("  {shape}: {per_sec:.0} behaviors/s, peak RSS {}", mib(peak));
+        eprintln!(
+            "  {shape}: {per_sec:.0} behaviors/s, peak RSS {}",
+            mib(peak)
+        );
         rows.push((
             shape,
             n,
@@ -202,7 +213,10 @@ fn ingest_table(shapes: &[SynthShape], behaviors: u64, seed: u64) -> Result<()> 
             report.spilled_runs,
         ));
     }
-    header("Bulk ingest by log shape, CSV to searchable index", &load_before);
+    header(
+        "Bulk ingest by log shape, CSV to searchable index",
+        &load_before,
+    );
     println!(
         "Default `IngestOptions`; timed from the start of `ingest()` until a refreshed snapshot \
          sees every behavior; peak = `VmHWM`, reset before each run. Goals: >= {:.0}k \
@@ -239,7 +253,11 @@ fn single_aim(kind: StrategyKind) -> Option<f64> {
     }
 }
 
-fn time_calls(calls: usize, n: usize, mut f: impl FnMut(usize) -> Result<usize>) -> Result<(Percentiles, usize)> {
+fn time_calls(
+    calls: usize,
+    n: usize,
+    mut f: impl FnMut(usize) -> Result<usize>,
+) -> Result<(Percentiles, usize)> {
     // Untimed warm-up pass over every sample, counting short results.
     let mut short = 0;
     for i in 0..n {
@@ -285,13 +303,29 @@ fn retrieval_table(
                 .collect();
             let n = samples.len();
             let (base, _) = time_calls(calls, n, |i| naive(&snapshot, &samples[i]))?;
-            eprintln!("{shape} {size:>6} naive p50 {:.1} p99 {:.1}", base.p50, base.p99);
-            out.push((shape, size, "naive (baseline)".to_owned(), None, base, base, 0));
+            eprintln!(
+                "{shape} {size:>6} naive p50 {:.1} p99 {:.1}",
+                base.p50, base.p99
+            );
+            out.push((
+                shape,
+                size,
+                "naive (baseline)".to_owned(),
+                None,
+                base,
+                base,
+                0,
+            ));
             let (bare, _) = time_calls(calls, n, |i| {
                 let s = &samples[i];
-                Ok(term_newest(&snapshot, s.user, &s.target, TOP_N, s.as_of)?.len().max(TOP_N))
+                Ok(term_newest(&snapshot, s.user, &s.target, TOP_N, s.as_of)?
+                    .len()
+                    .max(TOP_N))
             })?;
-            eprintln!("{shape} {size:>6} bare term p50 {:.1} p99 {:.1}", bare.p50, bare.p99);
+            eprintln!(
+                "{shape} {size:>6} bare term p50 {:.1} p99 {:.1}",
+                bare.p50, bare.p99
+            );
             out.push((
                 shape,
                 size,
@@ -305,15 +339,22 @@ fn retrieval_table(
                 let r = Retriever::new(kind);
                 let (p, short) = time_calls(calls, n, |i| {
                     let s = &samples[i];
-                    Ok(r.retrieve(&snapshot, s.user, &Query::new(&s.target, TOP_N).as_of(s.as_of))?
-                        .len())
+                    Ok(r.retrieve(
+                        &snapshot,
+                        s.user,
+                        &Query::new(&s.target, TOP_N).as_of(s.as_of),
+                    )?
+                    .len())
                 })?;
                 eprintln!("{shape} {size:>6} {kind} p50 {:.1} p99 {:.1}", p.p50, p.p99);
                 out.push((shape, size, kind.to_string(), Some(kind), p, base, short));
             }
         }
     }
-    header("Retrieval latency by log shape, top 50, one thread", &load_before);
+    header(
+        "Retrieval latency by log shape, top 50, one thread",
+        &load_before,
+    );
     for (shape, n, segs) in &sizes {
         print!("{shape}: {n} behaviors, {segs} segment(s). ");
     }
@@ -403,12 +444,20 @@ fn batch_table(
             }
         }
         for (_, v) in &requests {
-            let mut c: Vec<u64> = v.iter().flat_map(|s| s.target.features.categories.clone()).collect();
+            let mut c: Vec<u64> = v
+                .iter()
+                .flat_map(|s| s.target.features.categories.clone())
+                .collect();
             c.sort_unstable();
             c.dedup();
             categories += c.len();
         }
-        info.push((shape, snapshot.num_behaviors(), requests.len(), categories as f64 / requests.len().max(1) as f64));
+        info.push((
+            shape,
+            snapshot.num_behaviors(),
+            requests.len(),
+            categories as f64 / requests.len().max(1) as f64,
+        ));
         let n = requests.len();
         let (base, _) = time_calls(calls, n, |i| {
             let mut total = 0;
@@ -417,8 +466,18 @@ fn batch_table(
             }
             Ok(total)
         })?;
-        eprintln!("{shape} batch naive x{candidates} p50 {:.1} p99 {:.1}", base.p50, base.p99);
-        out.push((shape, "naive x candidates (baseline)".to_owned(), None, base, base, base));
+        eprintln!(
+            "{shape} batch naive x{candidates} p50 {:.1} p99 {:.1}",
+            base.p50, base.p99
+        );
+        out.push((
+            shape,
+            "naive x candidates (baseline)".to_owned(),
+            None,
+            base,
+            base,
+            base,
+        ));
         for kind in StrategyKind::ALL {
             let r = Retriever::new(kind);
             let (one, _) = time_calls(calls, n, |i| {
@@ -431,11 +490,17 @@ fn batch_table(
                 let got = r.retrieve_batch(&snapshot, *user, &queries(v))?;
                 Ok((0..got.len()).map(|q| got.hits(q).len()).min().unwrap_or(0))
             })?;
-            eprintln!("{shape} batch {kind} p50 {:.1} p99 {:.1} (one by one p50 {:.1})", batch.p50, batch.p99, one.p50);
+            eprintln!(
+                "{shape} batch {kind} p50 {:.1} p99 {:.1} (one by one p50 {:.1})",
+                batch.p50, batch.p99, one.p50
+            );
             out.push((shape, kind.to_string(), Some(kind), batch, one, base));
         }
     }
-    header("Batch retrieval by log shape: the candidates of one request", &load_before);
+    header(
+        "Batch retrieval by log shape: the candidates of one request",
+        &load_before,
+    );
     for (shape, n, users, cats) in &info {
         print!("{shape}: {n} behaviors, {users} users of 50k, {cats:.1} distinct categories per batch. ");
     }

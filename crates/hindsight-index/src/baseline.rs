@@ -13,9 +13,9 @@
 
 use hindsight_core::{feature_key, AsOf, Behavior, FeatureKind, Target};
 use tantivy::collector::{FilterCollector, TopDocs};
-use tantivy::Order;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
+use tantivy::Order;
 use tantivy::Term;
 
 use crate::schema::{names, user_seq_key, MAX_SEQ};

@@ -294,7 +294,10 @@ fn read_chunks(
     mut vocabs: hindsight_logs::Vocabularies,
     strict: bool,
     tx: std::sync::mpsc::SyncSender<Chunk>,
-) -> Result<(Box<dyn hindsight_logs::BehaviorSource>, hindsight_logs::Vocabularies)> {
+) -> Result<(
+    Box<dyn hindsight_logs::BehaviorSource>,
+    hindsight_logs::Vocabularies,
+)> {
     let mut chunk = Chunk::new();
     while let Some(row) = source.next_row(&mut vocabs)? {
         chunk.rows += 1;
@@ -414,7 +417,10 @@ struct RunReader {
 
 impl RunReader {
     fn new(r: BufReader<File>) -> RunReader {
-        RunReader { r, vals: Vec::new() }
+        RunReader {
+            r,
+            vals: Vec::new(),
+        }
     }
 
     /// Reads the next record into `o`, reusing its buffers; false at the
@@ -520,46 +526,51 @@ pub fn ingest(
         let reader = scope.spawn(move || read_chunks(source, vocabs, strict, tx));
         let mut last_user = None;
         let mut chunks = rx.into_iter();
-        let consumed = (|| -> Result<()> {
-            for chunk in chunks.by_ref() {
-                let mut bad = chunk.bad.into_iter().peekable();
-                for (i, r) in chunk.buf.recs.iter().enumerate() {
-                    // Malformed rows before this one, in input order.
-                    while let Some((_, e)) = bad.next_if(|(at, _)| *at <= i) {
-                        reject(e, opts, &mut rejected, &mut examples)?;
-                    }
-                    good += 1;
-                    if last_user != Some(r.user) {
-                        users.insert(r.user);
-                        last_user = Some(r.user);
-                    }
-                    items.insert(r.item);
-                    let (cats, tags) = chunk.buf.features(r);
-                    buf.push_parts(r, cats, tags);
-                    if buf.recs.len() >= opts.sort_buffer.max(1) {
-                        buf.sort();
-                        let dir = match &mut spill_dir {
-                            Some(d) => d,
-                            None => spill_dir.insert(
-                                tempfile::Builder::new()
-                                    .prefix(&prefix)
-                                    .tempdir_in(&spill_parent)?,
-                            ),
-                        };
-                        runs.push(buf.spill(dir, runs.len())?);
-                        buf.clear();
-                    }
-                }
-                for (_, e) in bad {
+        let mut process = |chunk: Chunk| -> Result<()> {
+            let mut bad = chunk.bad.into_iter().peekable();
+            for (i, r) in chunk.buf.recs.iter().enumerate() {
+                // Malformed rows before this one, in input order.
+                while let Some((_, e)) = bad.next_if(|(at, _)| *at <= i) {
                     reject(e, opts, &mut rejected, &mut examples)?;
                 }
-                rows_read += chunk.rows;
-                prog.rows_read = rows_read;
-                prog.bytes_read = chunk.bytes_read;
-                progress(&prog);
+                good += 1;
+                if last_user != Some(r.user) {
+                    users.insert(r.user);
+                    last_user = Some(r.user);
+                }
+                items.insert(r.item);
+                let (cats, tags) = chunk.buf.features(r);
+                buf.push_parts(r, cats, tags);
+                if buf.recs.len() >= opts.sort_buffer.max(1) {
+                    buf.sort();
+                    let dir = match &mut spill_dir {
+                        Some(d) => d,
+                        None => spill_dir.insert(
+                            tempfile::Builder::new()
+                                .prefix(&prefix)
+                                .tempdir_in(&spill_parent)?,
+                        ),
+                    };
+                    runs.push(buf.spill(dir, runs.len())?);
+                    buf.clear();
+                }
             }
+            for (_, e) in bad {
+                reject(e, opts, &mut rejected, &mut examples)?;
+            }
+            rows_read += chunk.rows;
+            prog.rows_read = rows_read;
+            prog.bytes_read = chunk.bytes_read;
+            progress(&prog);
             Ok(())
-        })();
+        };
+        let mut consumed = Ok(());
+        for chunk in chunks.by_ref() {
+            if let Err(e) = process(chunk) {
+                consumed = Err(e);
+                break;
+            }
+        }
         // On an error, stop the reader (its next send fails) before joining.
         drop(chunks);
         let read = reader.join().expect("the ingest reader thread panicked");
@@ -636,7 +647,12 @@ pub fn ingest(
         drop(buf);
         let mut readers: Vec<RunReader> = runs
             .iter()
-            .map(|p| Ok(RunReader::new(BufReader::with_capacity(256 << 10, File::open(p)?))))
+            .map(|p| {
+                Ok(RunReader::new(BufReader::with_capacity(
+                    256 << 10,
+                    File::open(p)?,
+                )))
+            })
             .collect::<Result<_>>()?;
         // The head record of each run, refilled in place.
         let mut heads: Vec<Owned> = Vec::with_capacity(readers.len());

@@ -38,7 +38,9 @@ mod writer;
 pub use error::{IndexError, Result};
 pub use index::{BehaviorIndex, VerifyReport};
 pub use ingest::{
-    default_indexing_threads, ingest, IngestOptions, IngestProgress, IngestReport, Phase, RejectedRow};
+    default_indexing_threads, ingest, IngestOptions, IngestProgress, IngestReport, Phase,
+    RejectedRow,
+};
 pub use manifest::{IndexState, IngestRecord, Manifest};
 pub use postings::{KeyPostings, NewestMatches, PostingDocs};
 pub use snapshot::{DocId, History, Run, SegmentView, Snapshot, SnapshotStats};

@@ -150,7 +150,8 @@ impl<'a> Writer<'a> {
             return Err(IndexError::ReadOnly(index.path().to_owned()));
         }
         let threads = threads.clamp(1, 8);
-        let writer: IndexWriter = match index.index.writer_with_num_threads(threads, memory_budget) {
+        let writer: IndexWriter = match index.index.writer_with_num_threads(threads, memory_budget)
+        {
             Ok(w) => w,
             Err(tantivy::TantivyError::LockFailure(_, _)) => {
                 return Err(IndexError::Locked(index.path().to_owned()))

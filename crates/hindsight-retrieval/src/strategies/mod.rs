@@ -126,7 +126,12 @@ impl<'h, 'a> Postings<'h, 'a> {
     }
 
     /// The postings of `(kind, value)` in run `ri` of the history.
-    pub fn get(&mut self, ri: usize, kind: FeatureKind, value: u64) -> Result<Option<KeyPostings<'a>>> {
+    pub fn get(
+        &mut self,
+        ri: usize,
+        kind: FeatureKind,
+        value: u64,
+    ) -> Result<Option<KeyPostings<'a>>> {
         let runs = self.history.runs();
         match &mut self.memo {
             None => Ok(runs[ri].postings(kind, value)?),
