@@ -100,12 +100,15 @@ pub(crate) struct Pick {
     pub score: f32,
 }
 
+/// A key's postings in each run of a history (`None`: not in that run).
+type PerRun<'a> = Vec<Option<KeyPostings<'a>>>;
+
 /// The postings of a user's feature keys per run, looked up in the term
 /// dictionary once per (kind, value) when `shared` (a batch, where
 /// candidates share categories), else on every call.
 pub(crate) struct Postings<'h, 'a> {
     history: &'h History<'a>,
-    memo: Option<FastMap<(FeatureKind, u64), Vec<Option<KeyPostings<'a>>>>>,
+    memo: Option<FastMap<(FeatureKind, u64), PerRun<'a>>>,
 }
 
 impl<'h, 'a> Postings<'h, 'a> {
