@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 use hindsight_core::{AsOf, ItemFeatures, Target};
 use hindsight_index::{ingest, BehaviorIndex, IngestOptions, IngestReport, Phase, Snapshot};
 use hindsight_logs::DatasetMapping;
-use hindsight_synth::{item_category, write_csv, SynthConfig, UserGroup};
+use hindsight_synth::{
+    item_category, write_csv, SynthConfig, SynthLog, SynthShape, TargetKind, TargetSampler,
+    UserGroup,
+};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -280,6 +283,74 @@ pub fn cached_index(cfg: &SynthConfig, name: &str) -> Result<BenchIndex> {
     })
 }
 
+/// The benchmark user mix of [`SynthConfig::bench_10m`] (half of the
+/// behaviors from users of 50k, 30% from users of 10k, 20% from users of
+/// 1k) scaled to about `total` behaviors (at least one user of each size),
+/// in `shape`. At `total = 10_000_000` this is exactly
+/// [`SynthConfig::bench_10m_shaped`].
+pub fn shaped_config(shape: SynthShape, total: u64) -> SynthConfig {
+    let n50 = (total / 2 / 50_000).max(1);
+    let n10 = (total * 3 / 10 / 10_000).max(1);
+    let n1 = (total.saturating_sub(n50 * 50_000 + n10 * 10_000) / 1_000).max(1);
+    let mut cfg = SynthConfig::bench_10m_shaped(shape);
+    cfg.users = vec![
+        UserGroup {
+            count: n50 as usize,
+            behaviors: 50_000,
+        },
+        UserGroup {
+            count: n10 as usize,
+            behaviors: 10_000,
+        },
+        UserGroup {
+            count: n1 as usize,
+            behaviors: 1_000,
+        },
+    ];
+    cfg
+}
+
+/// The cache name of a shaped benchmark log: shape, size and seed, so that
+/// a changed setting never reuses another log's files.
+pub fn shaped_name(shape: SynthShape, cfg: &SynthConfig) -> String {
+    format!("{shape}-{}-s{}", cfg.total_behaviors(), cfg.seed)
+}
+
+/// Samples of the shapes' benchmark targets ([`TargetSampler`]) for up to
+/// `users` users with `history` behaviors: per user, `per_kind` targets of
+/// each [`TargetKind`] (touched items, items only sharing a category, items
+/// of a rarely touched category, unseen items), half as of the end of the
+/// history and half as of its middle; shuffled (seeded).
+pub fn shaped_samples(
+    cfg: &SynthConfig,
+    sampler: &TargetSampler,
+    history: usize,
+    users: usize,
+    per_kind: usize,
+    seed: u64,
+) -> Vec<(TargetKind, Sample)> {
+    let mut out = Vec::new();
+    for user in users_with_history(cfg, history).take(users) {
+        let rows: Vec<_> = SynthLog::for_users(cfg, user..user + 1).collect();
+        for t in sampler.targets(&rows, per_kind, seed ^ user) {
+            out.push((
+                t.kind,
+                Sample {
+                    user,
+                    target: Target {
+                        item_id: t.item_id,
+                        features: ItemFeatures::with_categories(vec![t.category_id]),
+                    },
+                    as_of: AsOf::seq(t.as_of_seq),
+                },
+            ));
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ history as u64);
+    out.shuffle(&mut rng);
+    out
+}
+
 /// One retrieval to measure: a user, a target item and an as-of point.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -414,6 +485,20 @@ fn proc_status_kib(field: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// CPU time (user + system, all threads) this process has used so far,
+/// in seconds (`/proc/self/stat`, clock ticks of 1/100 s), if the platform
+/// has it. Unlike wall-clock time it barely depends on what else runs on
+/// a shared machine.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// The machine's CPU model and core count, for report headers.

@@ -11,10 +11,11 @@
 //! It lives in the index crate because it is written with tantivy queries,
 //! and no other crate of the workspace uses tantivy.
 
-use hindsight_core::{feature_key, AsOf, FeatureKind, Target};
+use hindsight_core::{feature_key, AsOf, Behavior, FeatureKind, Target};
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
+use tantivy::Order;
 use tantivy::Term;
 
 use crate::schema::{names, user_seq_key, MAX_SEQ};
@@ -79,5 +80,50 @@ pub fn naive_boolean(
             segment: addr.segment_ord,
             doc: addr.doc_id,
         })
+        .collect())
+}
+
+/// The bare tantivy form of `sim-hard`'s lookup, the second baseline of
+/// the benchmarks: the (user, category) terms of the target's categories
+/// (`Should`), tantivy's `TopDocs` ordered by `uk` descending (newest
+/// first) behind a `FilterCollector` on the as-of seq, then the fields of
+/// the hits read from the snapshot's open columns. Returns at most `n`
+/// behaviors sharing a category with the target, newest first (no
+/// padding).
+pub fn term_newest(
+    snapshot: &Snapshot,
+    user: u64,
+    target: &Target,
+    n: usize,
+    as_of: AsOf,
+) -> Result<Vec<Behavior>> {
+    let f = snapshot.fields();
+    let clauses: Vec<(Occur, Box<dyn Query>)> = target
+        .features
+        .categories
+        .iter()
+        .map(|&c| {
+            let q: Box<dyn Query> = Box::new(TermQuery::new(
+                Term::from_field_u64(f.keys, feature_key(user, FeatureKind::Category, c)),
+                IndexRecordOption::Basic,
+            ));
+            (Occur::Should, q)
+        })
+        .collect();
+    if clauses.is_empty() || n == 0 {
+        return Ok(Vec::new());
+    }
+    let query = BooleanQuery::new(clauses);
+    let upper = user_seq_key(user, as_of.seq.unwrap_or(MAX_SEQ));
+    let collector = FilterCollector::new(
+        names::UK.to_owned(),
+        move |uk: u64| uk < upper,
+        TopDocs::with_limit(n).order_by_fast_field::<u64>(names::UK, Order::Desc),
+    );
+    let hits = snapshot.searcher().search(&query, &collector)?;
+    let segments = snapshot.segments();
+    Ok(hits
+        .into_iter()
+        .map(|(_, addr)| segments[addr.segment_ord as usize].behavior(addr.doc_id))
         .collect())
 }

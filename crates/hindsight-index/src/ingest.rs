@@ -48,6 +48,16 @@ pub struct IngestOptions {
     pub writer_memory: usize,
     /// Where spill files go (default: the system temporary folder).
     pub tmp_dir: Option<PathBuf>,
+    /// tantivy indexing threads (each user's behaviors go to one of them
+    /// whole). Default: the available cores, at most 4. Fewer are used
+    /// when `writer_memory` would give a thread under 16 MiB.
+    pub indexing_threads: usize,
+}
+
+/// The default [`IngestOptions::indexing_threads`]: the available cores,
+/// at most 4.
+pub fn default_indexing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 impl Default for IngestOptions {
@@ -59,6 +69,7 @@ impl Default for IngestOptions {
             sort_buffer: 4 << 20,
             writer_memory: 256 << 20,
             tmp_dir: None,
+            indexing_threads: default_indexing_threads(),
         }
     }
 }
@@ -184,6 +195,14 @@ impl SortBuffer {
         });
     }
 
+    /// Appends a record with its features (from another buffer).
+    fn push_parts(&mut self, r: &Rec, cats: &[u64], tags: &[u64]) {
+        let feat = self.arena.len() as u32;
+        self.arena.extend_from_slice(cats);
+        self.arena.extend_from_slice(tags);
+        self.recs.push(Rec { feat, ..*r });
+    }
+
     fn features(&self, r: &Rec) -> (&[u64], &[u64]) {
         let s = r.feat as usize;
         let c = s + r.ncats as usize;
@@ -233,6 +252,106 @@ impl SortBuffer {
         w.flush()?;
         Ok(path)
     }
+}
+
+/// Rows per chunk handed from the reader thread to the sorter.
+const CHUNK_ROWS: usize = 32 << 10;
+/// Chunks the reader may parse ahead of the sorter (it keeps parsing while
+/// a full sort buffer is sorted and spilled).
+const READ_AHEAD_CHUNKS: usize = 16;
+
+/// Rows the reader thread parsed: the well-formed ones in a sort buffer,
+/// the malformed ones with the position (in `buf.recs`) they came before.
+struct Chunk {
+    buf: SortBuffer,
+    bad: Vec<(usize, RowError)>,
+    /// Rows read (well-formed and malformed).
+    rows: u64,
+    /// Input bytes consumed after the chunk's last row.
+    bytes_read: u64,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            buf: SortBuffer {
+                recs: Vec::with_capacity(CHUNK_ROWS),
+                arena: Vec::with_capacity(CHUNK_ROWS),
+            },
+            bad: Vec::new(),
+            rows: 0,
+            bytes_read: 0,
+        }
+    }
+}
+
+/// The reader thread: parses every row of `source` into chunks sent to
+/// `tx`, stopping early when the receiver is gone (the sorter failed) or,
+/// with `strict`, after the first malformed row. Returns the source (for
+/// its warnings and position) and the vocabularies it extended.
+fn read_chunks(
+    mut source: Box<dyn hindsight_logs::BehaviorSource>,
+    mut vocabs: hindsight_logs::Vocabularies,
+    strict: bool,
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+) -> Result<(
+    Box<dyn hindsight_logs::BehaviorSource>,
+    hindsight_logs::Vocabularies,
+)> {
+    let mut chunk = Chunk::new();
+    while let Some(row) = source.next_row(&mut vocabs)? {
+        chunk.rows += 1;
+        // A behavior the index cannot hold (hindsight_core::limits) is a
+        // rejected row like a malformed one, never the end of the run.
+        let stop = match row.checked() {
+            Row::Ok(b) => {
+                chunk.buf.push(
+                    b.user_id,
+                    b.item_id,
+                    b.behavior_type,
+                    b.timestamp,
+                    b.line,
+                    &b.features,
+                );
+                false
+            }
+            Row::Bad(e) => {
+                chunk.bad.push((chunk.buf.recs.len(), e));
+                strict
+            }
+        };
+        if stop || chunk.buf.recs.len() + chunk.bad.len() >= CHUNK_ROWS {
+            chunk.bytes_read = source.bytes_read();
+            let full = std::mem::replace(&mut chunk, Chunk::new());
+            if tx.send(full).is_err() || stop {
+                return Ok((source, vocabs));
+            }
+        }
+    }
+    chunk.bytes_read = source.bytes_read();
+    // A send error means the sorter stopped; it reports why.
+    let _ = tx.send(chunk);
+    Ok((source, vocabs))
+}
+
+/// Counts a malformed row (keeping the first few), or stops a strict run.
+fn reject(
+    e: RowError,
+    opts: &IngestOptions,
+    rejected: &mut u64,
+    examples: &mut Vec<RejectedRow>,
+) -> Result<()> {
+    if opts.strict {
+        return Err(IndexError::StrictRow {
+            line: e.line,
+            message: e.message,
+        });
+    }
+    *rejected += 1;
+    if examples.len() < opts.max_reported_errors {
+        examples.push(e.into());
+    }
+    Ok(())
 }
 
 /// The name prefix of the spill folders of ingests into the index at
@@ -293,40 +412,61 @@ struct Owned {
 
 struct RunReader {
     r: BufReader<File>,
+    vals: Vec<u8>,
 }
 
 impl RunReader {
-    fn next(&mut self) -> Result<Option<Owned>> {
+    fn new(r: BufReader<File>) -> RunReader {
+        RunReader {
+            r,
+            vals: Vec::new(),
+        }
+    }
+
+    /// Reads the next record into `o`, reusing its buffers; false at the
+    /// end of the run.
+    fn read_into(&mut self, o: &mut Owned) -> Result<bool> {
         let mut head = [0u8; 37];
         match self.r.read_exact(&mut head) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
             Err(e) => return Err(e.into()),
         }
         let u = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
         let (user, ts, line, item) = (u(0), u(8) as i64, u(16), u(24));
-        let btype = head[32];
         let ncats = u16::from_le_bytes([head[33], head[34]]) as usize;
         let ntags = u16::from_le_bytes([head[35], head[36]]) as usize;
-        let mut vals = vec![0u8; 8 * (ncats + ntags)];
-        self.r.read_exact(&mut vals)?;
-        let vals: Vec<u64> = vals
+        self.vals.resize(8 * (ncats + ntags), 0);
+        self.r.read_exact(&mut self.vals)?;
+        let mut vals = self
+            .vals
             .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        Ok(Some(Owned {
-            key: (user, ts, line),
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        o.key = (user, ts, line);
+        o.b.user_id = user;
+        o.b.item_id = item;
+        o.b.behavior_type = head[32];
+        o.b.timestamp = ts;
+        o.b.features.categories.clear();
+        o.b.features.categories.extend(vals.by_ref().take(ncats));
+        o.b.features.tags.clear();
+        o.b.features.tags.extend(vals);
+        Ok(true)
+    }
+}
+
+impl Owned {
+    fn empty() -> Owned {
+        Owned {
+            key: (0, 0, 0),
             b: NewBehavior {
-                user_id: user,
-                item_id: item,
-                features: ItemFeatures {
-                    categories: vals[..ncats].to_vec(),
-                    tags: vals[ncats..].to_vec(),
-                },
-                behavior_type: btype,
-                timestamp: ts,
+                user_id: 0,
+                item_id: 0,
+                features: ItemFeatures::default(),
+                behavior_type: 0,
+                timestamp: 0,
             },
-        }))
+        }
     }
 }
 
@@ -344,7 +484,10 @@ pub fn ingest(
     index.check_mapping(mapping)?;
     // Take the writer lock first: the vocabularies the source extends must
     // be those of the last commit.
-    let mut writer = Writer::new(index, opts.writer_memory)?;
+    let threads = opts
+        .indexing_threads
+        .clamp(1, (opts.writer_memory >> 24).max(1));
+    let mut writer = Writer::new(index, opts.writer_memory, threads)?;
     let mut vocabs = writer.state.vocabs.clone();
     let spill_parent = opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let prefix = spill_prefix(index.path());
@@ -356,11 +499,13 @@ pub fn ingest(
             index.path().display()
         );
     }
-    let mut source = open_source(mapping, input, &mut vocabs)?;
+    let source = open_source(mapping, input, &mut vocabs)?;
     let source_name = input.display().to_string();
     let source_name = source_name.as_str();
 
-    // Phase 1: read, sort, spill.
+    // Phase 1: read, sort, spill. A reader thread parses the input into
+    // chunks of rows while this thread fills, sorts and spills the sort
+    // buffer (both cores busy).
     let mut buf = SortBuffer::default();
     let mut runs: Vec<PathBuf> = Vec::new();
     let mut spill_dir: Option<tempfile::TempDir> = None;
@@ -375,23 +520,27 @@ pub fn ingest(
         behaviors_done: 0,
         behaviors_total: 0,
     };
-    while let Some(row) = source.next_row(&mut vocabs)? {
-        rows_read += 1;
-        // A behavior the index cannot hold (hindsight_core::limits) is a
-        // rejected row like a malformed one, never the end of the run.
-        match row.checked() {
-            Row::Ok(b) => {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(READ_AHEAD_CHUNKS);
+    let strict = opts.strict;
+    let (source, vocabs) = std::thread::scope(|scope| -> Result<_> {
+        let reader = scope.spawn(move || read_chunks(source, vocabs, strict, tx));
+        let mut last_user = None;
+        let mut chunks = rx.into_iter();
+        let mut process = |chunk: Chunk| -> Result<()> {
+            let mut bad = chunk.bad.into_iter().peekable();
+            for (i, r) in chunk.buf.recs.iter().enumerate() {
+                // Malformed rows before this one, in input order.
+                while let Some((_, e)) = bad.next_if(|(at, _)| *at <= i) {
+                    reject(e, opts, &mut rejected, &mut examples)?;
+                }
                 good += 1;
-                users.insert(b.user_id);
-                items.insert(b.item_id);
-                buf.push(
-                    b.user_id,
-                    b.item_id,
-                    b.behavior_type,
-                    b.timestamp,
-                    b.line,
-                    &b.features,
-                );
+                if last_user != Some(r.user) {
+                    users.insert(r.user);
+                    last_user = Some(r.user);
+                }
+                items.insert(r.item);
+                let (cats, tags) = chunk.buf.features(r);
+                buf.push_parts(r, cats, tags);
                 if buf.recs.len() >= opts.sort_buffer.max(1) {
                     buf.sort();
                     let dir = match &mut spill_dir {
@@ -406,25 +555,28 @@ pub fn ingest(
                     buf.clear();
                 }
             }
-            Row::Bad(e) => {
-                if opts.strict {
-                    return Err(IndexError::StrictRow {
-                        line: e.line,
-                        message: e.message,
-                    });
-                }
-                rejected += 1;
-                if examples.len() < opts.max_reported_errors {
-                    examples.push(e.into());
-                }
+            for (_, e) in bad {
+                reject(e, opts, &mut rejected, &mut examples)?;
+            }
+            rows_read += chunk.rows;
+            prog.rows_read = rows_read;
+            prog.bytes_read = chunk.bytes_read;
+            progress(&prog);
+            Ok(())
+        };
+        let mut consumed = Ok(());
+        for chunk in chunks.by_ref() {
+            if let Err(e) = process(chunk) {
+                consumed = Err(e);
+                break;
             }
         }
-        if rows_read % 65_536 == 0 {
-            prog.rows_read = rows_read;
-            prog.bytes_read = source.bytes_read();
-            progress(&prog);
-        }
-    }
+        // On an error, stop the reader (its next send fails) before joining.
+        drop(chunks);
+        let read = reader.join().expect("the ingest reader thread panicked");
+        consumed?;
+        read
+    })?;
     prog.rows_read = rows_read;
     prog.bytes_read = source.bytes_read();
     prog.phase = Phase::Index;
@@ -496,26 +648,26 @@ pub fn ingest(
         let mut readers: Vec<RunReader> = runs
             .iter()
             .map(|p| {
-                Ok(RunReader {
-                    r: BufReader::with_capacity(256 << 10, File::open(p)?),
-                })
+                Ok(RunReader::new(BufReader::with_capacity(
+                    256 << 10,
+                    File::open(p)?,
+                )))
             })
             .collect::<Result<_>>()?;
-        let mut heads: Vec<Option<Owned>> = Vec::with_capacity(readers.len());
+        // The head record of each run, refilled in place.
+        let mut heads: Vec<Owned> = Vec::with_capacity(readers.len());
         let mut heap = BinaryHeap::new();
         for (i, r) in readers.iter_mut().enumerate() {
-            let h = r.next()?;
-            if let Some(o) = &h {
-                heap.push(Reverse((o.key, i)));
+            let mut h = Owned::empty();
+            if r.read_into(&mut h)? {
+                heap.push(Reverse((h.key, i)));
             }
             heads.push(h);
         }
         while let Some(Reverse((_, i))) = heap.pop() {
-            let cur = heads[i].take().expect("heap entry has a head");
-            handle(&mut writer, &cur.b)?;
-            heads[i] = readers[i].next()?;
-            if let Some(o) = &heads[i] {
-                heap.push(Reverse((o.key, i)));
+            handle(&mut writer, &heads[i].b)?;
+            if readers[i].read_into(&mut heads[i])? {
+                heap.push(Reverse((heads[i].key, i)));
             }
         }
     }

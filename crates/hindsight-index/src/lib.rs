@@ -37,7 +37,10 @@ mod writer;
 
 pub use error::{IndexError, Result};
 pub use index::{BehaviorIndex, VerifyReport};
-pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport, Phase, RejectedRow};
+pub use ingest::{
+    default_indexing_threads, ingest, IngestOptions, IngestProgress, IngestReport, Phase,
+    RejectedRow,
+};
 pub use manifest::{IndexState, IngestRecord, Manifest};
 pub use postings::{KeyPostings, NewestMatches, PostingDocs};
 pub use snapshot::{DocId, History, Run, SegmentView, Snapshot, SnapshotStats};

@@ -29,6 +29,18 @@ pub type DocId = u32;
 pub struct SegmentView {
     id: SegmentId,
     max_doc: DocId,
+    /// The smallest and largest `uk` of the segment: users outside
+    /// `[min_uk >> SEQ_BITS, max_uk >> SEQ_BITS]` have no run here.
+    min_uk: u64,
+    max_uk: u64,
+    /// The segment's user directory: its users ascending, and the first
+    /// doc of each one's run (`starts[i]`; the run ends at `starts[i + 1]`,
+    /// the last one at `max_doc`). Built by one scan of `uk` when the
+    /// segment is opened (views are cached across snapshots), so that
+    /// finding a run is a search in a small array instead of two binary
+    /// searches over the column.
+    users: Vec<u64>,
+    starts: Vec<DocId>,
     uk: Arc<dyn ColumnValues<u64>>,
     ts: Arc<dyn ColumnValues<i64>>,
     item: Arc<dyn ColumnValues<u64>>,
@@ -71,10 +83,21 @@ impl SegmentView {
                 .column_opt::<u64>(name)?
                 .unwrap_or_else(|| Column::build_empty_column(reader.max_doc())))
         };
+        let uk = full_column::<u64>(reader, names::UK)?;
+        let (min_uk, max_uk) = if reader.max_doc() == 0 {
+            (u64::MAX, 0)
+        } else {
+            (uk.min_value(), uk.max_value())
+        };
+        let (users, starts) = user_directory(uk.as_ref(), reader.max_doc());
         Ok(SegmentView {
             id: reader.segment_id(),
             max_doc: reader.max_doc(),
-            uk: full_column(reader, names::UK)?,
+            min_uk,
+            max_uk,
+            users,
+            starts,
+            uk,
             ts: full_column(reader, names::TS)?,
             item: full_column(reader, names::ITEM)?,
             btype: full_column(reader, names::BTYPE)?,
@@ -105,6 +128,7 @@ impl SegmentView {
     }
 
     /// First doc id in `[lo, hi)` whose `uk >= key` (binary search: `uk` is sorted).
+    #[cfg(test)]
     fn lower_bound(&self, mut lo: DocId, mut hi: DocId, key: u64) -> DocId {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -119,11 +143,16 @@ impl SegmentView {
 
     /// The user's run of documents in this segment, if any.
     pub fn run(&self, user: u64) -> Option<Run<'_>> {
-        let start = self.lower_bound(0, self.max_doc, user_seq_key(user, 0));
-        if start >= self.max_doc || split_user_seq_key(self.uk.get_val(start)).0 != user {
+        // O(1) for the segments that cannot hold the user (most of them
+        // when an ingest wrote users in order, one range per segment).
+        if user_seq_key(user, 0) > self.max_uk
+            || user_seq_key(user, crate::schema::MAX_SEQ) < self.min_uk
+        {
             return None;
         }
-        let end = self.lower_bound(start, self.max_doc, user_seq_key(user + 1, 0));
+        let i = self.users.binary_search(&user).ok()?;
+        let start = self.starts[i];
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.max_doc);
         Some(Run {
             seg: self,
             user,
@@ -131,6 +160,18 @@ impl SegmentView {
             end,
             first_seq: self.seq(start),
         })
+    }
+
+    /// The run of `user` found by binary search over the `uk` column (the
+    /// reference [`run`](Self::run)'s directory is checked against).
+    #[cfg(test)]
+    pub(crate) fn run_by_search(&self, user: u64) -> Option<(DocId, DocId)> {
+        let start = self.lower_bound(0, self.max_doc, user_seq_key(user, 0));
+        if start >= self.max_doc || split_user_seq_key(self.uk.get_val(start)).0 != user {
+            return None;
+        }
+        let end = self.lower_bound(start, self.max_doc, user_seq_key(user + 1, 0));
+        Some((start, end))
     }
 
     /// The sequence number of a document.
@@ -188,6 +229,39 @@ impl SegmentView {
         }
     }
 
+    /// The behaviors stored at `docs` (in that order), appended to `out`:
+    /// [`behavior`](Self::behavior) for many documents, reading each
+    /// column once per 64 documents rather than once per document.
+    pub fn behaviors_into(&self, docs: &[DocId], out: &mut Vec<Behavior>) {
+        const CHUNK: usize = 64;
+        let mut uk = [0u64; CHUNK];
+        let mut item = [0u64; CHUNK];
+        let mut btype = [0u64; CHUNK];
+        let mut ts = [0i64; CHUNK];
+        out.reserve(docs.len());
+        for chunk in docs.chunks(CHUNK) {
+            let n = chunk.len();
+            self.uk.get_vals(chunk, &mut uk[..n]);
+            self.item.get_vals(chunk, &mut item[..n]);
+            self.btype.get_vals(chunk, &mut btype[..n]);
+            self.ts.get_vals(chunk, &mut ts[..n]);
+            for (i, &doc) in chunk.iter().enumerate() {
+                let (user_id, seq) = split_user_seq_key(uk[i]);
+                out.push(Behavior {
+                    user_id,
+                    seq,
+                    item_id: item[i],
+                    features: ItemFeatures {
+                        categories: multi_values(&self.cats, doc),
+                        tags: multi_values(&self.tags, doc),
+                    },
+                    behavior_type: btype[i] as u8,
+                    timestamp: ts[i],
+                });
+            }
+        }
+    }
+
     /// The categories of a document.
     #[inline]
     pub fn categories(&self, doc: DocId) -> impl Iterator<Item = u64> + '_ {
@@ -215,6 +289,42 @@ impl SegmentView {
             .keys
             .read_postings_from_terminfo(info, IndexRecordOption::Basic)?)
     }
+}
+
+/// The users of a segment's `uk` column, ascending, and the first doc of
+/// each one's run (one sequential scan).
+fn user_directory(uk: &dyn ColumnValues<u64>, max_doc: DocId) -> (Vec<u64>, Vec<DocId>) {
+    const CHUNK: usize = 4096;
+    let (mut users, mut starts) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u64; CHUNK];
+    let mut doc: DocId = 0;
+    while doc < max_doc {
+        let n = CHUNK.min((max_doc - doc) as usize);
+        uk.get_range(doc as u64, &mut buf[..n]);
+        for (i, &key) in buf[..n].iter().enumerate() {
+            let user = split_user_seq_key(key).0;
+            if users.last() != Some(&user) {
+                users.push(user);
+                starts.push(doc + i as DocId);
+            }
+        }
+        doc += n as DocId;
+    }
+    users.shrink_to_fit();
+    starts.shrink_to_fit();
+    (users, starts)
+}
+
+/// The values of a multi-valued column at `doc` (no allocation when none).
+#[inline]
+fn multi_values(col: &Column<u64>, doc: DocId) -> Vec<u64> {
+    let rows = col.index.value_row_ids(doc);
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut v = vec![0u64; (rows.end - rows.start) as usize];
+    col.values.get_range(rows.start as u64, &mut v);
+    v
 }
 
 /// One user's contiguous run of documents in one segment: doc ids

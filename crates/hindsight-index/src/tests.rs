@@ -202,12 +202,18 @@ fn spilled_and_in_memory_ingest_give_the_same_index() {
     let csv = dir.path().join("log.csv");
     write_log(&csv, &rows);
     let mut histories = Vec::new();
-    for (name, sort_buffer) in [("mem", 1 << 20), ("spill", 257)] {
+    for (name, sort_buffer, threads) in [
+        ("mem", 1 << 20, 1),
+        ("spill", 257, 1),
+        ("mem-3-threads", 1 << 20, 3),
+        ("spill-3-threads", 257, 3),
+    ] {
         let index = new_index(&dir.path().join(name));
         let opts = IngestOptions {
             sort_buffer,
             commit_every: 500,
             tmp_dir: Some(dir.path().to_owned()),
+            indexing_threads: threads,
             ..IngestOptions::default()
         };
         let report = ingest(&index, &taobao(), &csv, &opts, &mut |_| {}).unwrap();
@@ -238,9 +244,23 @@ fn spilled_and_in_memory_ingest_give_the_same_index() {
                 assert!(w[0].2 <= w[1].2);
             }
         }
+        // Each user's behaviors of one commit go to one indexing thread
+        // whole: at most one run per segment, and the segments' user
+        // directories agree with binary searches over `uk`.
+        for seg in snap.segments() {
+            for u in 0..=14 {
+                assert_eq!(
+                    seg.run(u).map(|r| (r.start, r.end)),
+                    seg.run_by_search(u),
+                    "{name}: user {u}"
+                );
+            }
+        }
         histories.push(all);
     }
-    assert_eq!(histories[0], histories[1]);
+    for h in &histories[1..] {
+        assert_eq!(&histories[0], h);
+    }
     // No spill files are left behind.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -276,7 +296,7 @@ fn strict_mode_stops_at_the_first_bad_row_and_commits_nothing() {
 fn second_writer_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let index = new_index(dir.path());
-    let _w = crate::writer::Writer::new(&index, 32 << 20).unwrap();
+    let _w = crate::writer::Writer::new(&index, 32 << 20, 1).unwrap();
     let err = index.append(&[nb(1, 1, 1, 1)]).unwrap_err().to_string();
     assert!(err.contains("another process is writing"), "{err}");
 }

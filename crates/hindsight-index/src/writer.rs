@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use hindsight_core::{feature_key, FeatureKind, ItemFeatures, Seq};
 use serde::{Deserialize, Serialize};
-use tantivy::IndexWriter;
+use tantivy::indexer::UserOperation;
+use tantivy::{IndexWriter, TantivyDocument};
 
 use crate::manifest::{IndexState, IngestRecord, MAX_INGEST_RECORDS};
 use crate::schema::{behavior_document, key_count, MAX_SEQ, MAX_USER_ID};
@@ -52,6 +53,11 @@ pub struct AppendReport {
     /// Behaviors skipped because the index already held them.
     pub duplicates: u64,
 }
+
+/// At most this many documents of one user are handed to tantivy at once
+/// (a longer history is split, which can give it two runs in a segment
+/// pair; retrieval handles any number of runs).
+const MAX_PENDING: usize = 1 << 18;
 
 /// Identity key of a behavior (see the module docs).
 fn behavior_key(user: u64, item: u64, btype: u8, ts: i64, k: u32) -> u64 {
@@ -121,18 +127,31 @@ pub(crate) struct Writer<'a> {
     keep_cursors: bool,
     batch: u64,
     pub(crate) uncommitted: u64,
+    /// Documents of the current user not yet handed to tantivy: a user's
+    /// documents go to tantivy as one batch (`IndexWriter::run`), which
+    /// tantivy indexes into one segment, so that with several indexing
+    /// threads each user still has one run per segment written.
+    pending: Vec<UserOperation<TantivyDocument>>,
+    pending_user: Option<u64>,
     record: Option<IngestRecord>,
     /// The detail of the last disk-full error, until a commit or rollback.
     disk_full: Option<String>,
 }
 
 impl<'a> Writer<'a> {
-    /// Opens tantivy's writer (taking its lock) on top of the current snapshot.
-    pub(crate) fn new(index: &'a BehaviorIndex, memory_budget: usize) -> Result<Writer<'a>> {
+    /// Opens tantivy's writer (taking its lock) on top of the current
+    /// snapshot, with `threads` indexing threads sharing `memory_budget`.
+    pub(crate) fn new(
+        index: &'a BehaviorIndex,
+        memory_budget: usize,
+        threads: usize,
+    ) -> Result<Writer<'a>> {
         if index.is_read_only() {
             return Err(IndexError::ReadOnly(index.path().to_owned()));
         }
-        let writer: IndexWriter = match index.index.writer_with_num_threads(1, memory_budget) {
+        let threads = threads.clamp(1, 8);
+        let writer: IndexWriter = match index.index.writer_with_num_threads(threads, memory_budget)
+        {
             Ok(w) => w,
             Err(tantivy::TantivyError::LockFailure(_, _)) => {
                 return Err(IndexError::Locked(index.path().to_owned()))
@@ -149,6 +168,8 @@ impl<'a> Writer<'a> {
             keep_cursors: false,
             batch: 0,
             uncommitted: 0,
+            pending: Vec::new(),
+            pending_user: None,
             record: None,
             disk_full: None,
         })
@@ -256,10 +277,12 @@ impl<'a> Writer<'a> {
         let late = cursor.last_ts.is_some_and(|t| b.timestamp < t);
         cursor.last_ts = Some(cursor.last_ts.map_or(b.timestamp, |t| t.max(b.timestamp)));
 
-        let doc = behavior_document(&self.index.fields, b, seq, key);
-        if let Err(e) = self.writer.add_document(doc) {
-            return Err(self.worker_error(e));
+        if self.pending_user != Some(b.user_id) || self.pending.len() >= MAX_PENDING {
+            self.flush_pending()?;
+            self.pending_user = Some(b.user_id);
         }
+        let doc = behavior_document(&self.index.fields, b, seq, key);
+        self.pending.push(UserOperation::Add(doc));
 
         if late {
             self.state.ts_monotonic = false;
@@ -276,8 +299,21 @@ impl<'a> Writer<'a> {
         Ok(true)
     }
 
+    /// Hands the current user's documents to tantivy as one batch.
+    pub(crate) fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut self.pending);
+        if let Err(e) = self.writer.run(ops) {
+            return Err(self.worker_error(e));
+        }
+        Ok(())
+    }
+
     /// Commits everything added so far, with the state as payload, durably.
     pub(crate) fn commit(&mut self) -> Result<()> {
+        self.flush_pending()?;
         let mut state = self.state.clone();
         if let Some(r) = &self.record {
             state.ingests.push(r.clone());
@@ -423,6 +459,8 @@ impl LiveWriter<'_> {
                 report.duplicates += 1;
             }
         }
+        // Errors of tantivy surface in the batch that caused them.
+        self.inner.flush_pending()?;
         Ok(report)
     }
 
@@ -455,6 +493,8 @@ impl LiveWriter<'_> {
         self.inner.disk_full = None;
         self.inner.state = self.inner.base.state().clone();
         self.inner.cursors.clear();
+        self.inner.pending.clear();
+        self.inner.pending_user = None;
         self.inner.uncommitted = 0;
         Ok(())
     }
@@ -470,7 +510,7 @@ impl BehaviorIndex {
     /// (64 MiB is plenty for appends). Fails if another writer holds the
     /// index.
     pub fn live_writer(&self, memory: usize) -> Result<LiveWriter<'_>> {
-        let mut inner = Writer::new(self, memory)?;
+        let mut inner = Writer::new(self, memory, 1)?;
         inner.keep_cursors = true;
         Ok(LiveWriter { inner })
     }

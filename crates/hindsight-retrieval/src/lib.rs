@@ -158,6 +158,111 @@ pub trait RetrievalStrategy: Send + Sync {
         q: &Query<'_>,
         out: &mut Vec<Retrieved>,
     ) -> Result<()>;
+
+    /// Retrieves for many targets of the same user (the candidates of one
+    /// request): `queries[i]`'s result is [`BatchRetrieved::hits`]`(i)`,
+    /// equal to what [`retrieve`](Self::retrieve) returns for it alone.
+    /// Each distinct behavior is read once for the whole batch.
+    ///
+    /// The default runs the queries one by one; the built-in strategies
+    /// override it to share what candidates have in common (term
+    /// dictionary lookups of shared categories, results of candidates that
+    /// only differ by an item the user never touched).
+    fn retrieve_batch(
+        &self,
+        history: &History<'_>,
+        queries: &[Query<'_>],
+    ) -> Result<BatchRetrieved> {
+        let mut out = BatchRetrieved::with_queries(queries.len());
+        let mut by_seq: strategies::FastMap<hindsight_core::Seq, u32> = Default::default();
+        let mut one = Vec::new();
+        for (qi, q) in queries.iter().enumerate() {
+            one.clear();
+            self.retrieve(history, q, &mut one)?;
+            for r in one.drain(..) {
+                let next = out.behaviors.len() as u32;
+                let at = *by_seq.entry(r.behavior.seq).or_insert(next);
+                if at == next {
+                    out.behaviors.push(r.behavior);
+                }
+                out.hits[qi].push(BatchHit {
+                    behavior: at,
+                    score: r.score,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One result of a batch query: the behavior (an index into
+/// [`BatchRetrieved::behaviors`]) and its score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchHit {
+    /// Index of the behavior in [`BatchRetrieved::behaviors`].
+    pub behavior: u32,
+    /// Its score for this query.
+    pub score: f32,
+}
+
+/// The results of a batch of queries of one user
+/// ([`Retriever::retrieve_batch`]): every distinct behavior once, and per
+/// query its hits, most relevant first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchRetrieved {
+    behaviors: Vec<Behavior>,
+    hits: Vec<Vec<BatchHit>>,
+}
+
+impl BatchRetrieved {
+    /// No result yet for `queries` queries.
+    pub(crate) fn with_queries(queries: usize) -> Self {
+        BatchRetrieved {
+            behaviors: Vec::new(),
+            hits: vec![Vec::new(); queries],
+        }
+    }
+
+    /// Number of queries.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// Whether the batch had no query.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// The hits of query `q`, most relevant first.
+    pub fn hits(&self, q: usize) -> &[BatchHit] {
+        &self.hits[q]
+    }
+
+    /// The distinct behaviors the hits point to.
+    pub fn behaviors(&self) -> &[Behavior] {
+        &self.behaviors
+    }
+
+    /// The behavior of a hit.
+    pub fn behavior(&self, hit: &BatchHit) -> &Behavior {
+        &self.behaviors[hit.behavior as usize]
+    }
+
+    /// Query `q`'s result as [`Retrieved`] values (copies the behaviors).
+    pub fn retrieved(&self, q: usize) -> Vec<Retrieved> {
+        self.hits[q]
+            .iter()
+            .map(|h| Retrieved {
+                behavior: self.behavior(h).clone(),
+                score: h.score,
+            })
+            .collect()
+    }
+
+    /// Every query's result as [`Retrieved`] values, in query order.
+    pub fn to_vecs(&self) -> Vec<Vec<Retrieved>> {
+        (0..self.len()).map(|q| self.retrieved(q)).collect()
+    }
 }
 
 impl fmt::Display for StrategyKind {
@@ -253,6 +358,29 @@ impl Retriever {
         queries: &[Query<'_>],
     ) -> Result<Vec<Vec<Retrieved>>> {
         self.retrieve_many_in(&snapshot.history(user), queries)
+    }
+
+    /// Retrieves for the candidates of one request (many targets of one
+    /// user, one snapshot), sharing what they have in common (see
+    /// [`RetrievalStrategy::retrieve_batch`]); each result equals
+    /// [`Retriever::retrieve`]'s for that query alone.
+    pub fn retrieve_batch(
+        &self,
+        snapshot: &Snapshot,
+        user: u64,
+        queries: &[Query<'_>],
+    ) -> Result<BatchRetrieved> {
+        self.strategy
+            .retrieve_batch(&snapshot.history(user), queries)
+    }
+
+    /// [`Retriever::retrieve_batch`] on a history the caller already holds.
+    pub fn retrieve_batch_in(
+        &self,
+        history: &History<'_>,
+        queries: &[Query<'_>],
+    ) -> Result<BatchRetrieved> {
+        self.strategy.retrieve_batch(history, queries)
     }
 
     /// [`Retriever::retrieve_many`] on a history the caller already holds

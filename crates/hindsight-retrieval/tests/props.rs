@@ -12,7 +12,9 @@ use hindsight_index::schema::key_count;
 use hindsight_index::{BehaviorIndex, NewBehavior};
 use hindsight_logs::DatasetMapping;
 use hindsight_retrieval::bm25::{Bm25Params, QueryTerm};
-use hindsight_retrieval::{Bm25Weight, Query, Retriever, StrategyKind, Ubr, UbrConfig};
+use hindsight_retrieval::{
+    Bm25Weight, Query, RetrievalStrategy, Retriever, StrategyKind, Ubr, UbrConfig,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -398,6 +400,82 @@ proptest! {
                     let got: Vec<u32> = hits.iter().map(|h| h.behavior.seq).collect();
                     prop_assert_eq!(&got, &want, "hybrid");
                 }
+            }
+        }
+    }
+}
+
+/// A strategy that only implements `retrieve`: it gets the trait's
+/// default `retrieve_batch` (one by one, behaviors shared by seq).
+struct OneByOne(Box<dyn RetrievalStrategy>);
+
+impl RetrievalStrategy for OneByOne {
+    fn name(&self) -> &'static str {
+        "one-by-one"
+    }
+
+    fn retrieve(
+        &self,
+        history: &hindsight_index::History<'_>,
+        q: &Query<'_>,
+        out: &mut Vec<hindsight_retrieval::Retrieved>,
+    ) -> hindsight_retrieval::Result<()> {
+        self.0.retrieve(history, q, out)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// `retrieve_batch` of a user's queries (repeated targets, shared
+    /// categories, items never touched, several as-of points and filters)
+    /// gives each query exactly what `retrieve` gives it alone, for every
+    /// strategy, the default implementation and UBR configurations; every
+    /// distinct behavior is held once.
+    #[test]
+    fn batch_equals_one_by_one((batches, queries) in tagged_case(), repeat in 0usize..30) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = DatasetMapping::preset("taobao").unwrap();
+        let index = BehaviorIndex::create(dir.path(), &m).unwrap();
+        for batch in batches.iter().filter(|b| !b.is_empty()) {
+            index.append(batch).unwrap();
+        }
+        let snap = index.snapshot();
+        let mut retrievers: Vec<Retriever> = StrategyKind::ALL.iter().map(|k| Retriever::new(*k)).collect();
+        retrievers.push(Retriever::with_strategy(Box::new(Ubr {
+            config: UbrConfig { rare_term_limit: Some(0), pad_with_recent: false, ..UbrConfig::default() },
+        })));
+        retrievers.push(Retriever::with_strategy(Box::new(Ubr {
+            config: UbrConfig { item_weight: 0.0, ..UbrConfig::default() },
+        })));
+        retrievers.push(Retriever::with_strategy(Box::new(OneByOne(StrategyKind::Ubr.build()))));
+        for user in 0u64..5 {
+            // The user's queries, with one repeated and one on an item
+            // nobody touched, as the candidates of a request are.
+            let mut mine: Vec<(Target, usize, AsOf, BehaviorFilter)> = queries
+                .iter()
+                .filter(|q| q.0 == user || user == 0)
+                .map(|(_, t, n, a, f)| (t.clone(), *n, *a, f.clone()))
+                .collect();
+            if let Some(first) = mine.get(repeat % mine.len().max(1)).cloned() {
+                mine.push(first.clone());
+                let mut unseen = first;
+                unseen.0.item_id = 1_000_000;
+                mine.push(unseen);
+            }
+            let qs: Vec<Query<'_>> = mine
+                .iter()
+                .map(|(t, n, a, f)| Query::new(t, *n).as_of(*a).filter(f.clone()))
+                .collect();
+            for r in &retrievers {
+                let batch = r.retrieve_batch(&snap, user, &qs).unwrap();
+                prop_assert_eq!(batch.len(), qs.len());
+                for (i, q) in qs.iter().enumerate() {
+                    let alone = r.retrieve(&snap, user, q).unwrap();
+                    prop_assert_eq!(&batch.retrieved(i), &alone, "{} query {}", r.name(), i);
+                }
+                let distinct: HashSet<u32> = batch.behaviors().iter().map(|b| b.seq).collect();
+                prop_assert_eq!(distinct.len(), batch.behaviors().len(), "{} holds a behavior twice", r.name());
             }
         }
     }

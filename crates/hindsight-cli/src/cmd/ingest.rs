@@ -54,6 +54,11 @@ pub struct Args {
     /// Folder for spill files (default: the system temporary folder).
     #[arg(long)]
     pub tmp_dir: Option<PathBuf>,
+    /// tantivy indexing threads; each user's behaviors go to one of them
+    /// whole (default: the available cores, at most 4; fewer when
+    /// --writer-memory-mb gives a thread under 16 MiB).
+    #[arg(long)]
+    pub indexing_threads: Option<usize>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -71,6 +76,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     if a.sort_buffer == 0 || a.commit_every == 0 {
         bail!("--sort-buffer and --commit-every must be positive");
+    }
+    if a.indexing_threads == Some(0) {
+        bail!("--indexing-threads must be at least 1");
     }
     // Nothing is created before the mapping is known to fit: an existing
     // index must have been built with it, and the first rows must parse.
@@ -118,6 +126,9 @@ pub fn run(a: Args) -> Result<()> {
         sort_buffer: a.sort_buffer,
         writer_memory: a.writer_memory_mb << 20,
         tmp_dir: a.tmp_dir.clone(),
+        indexing_threads: a
+            .indexing_threads
+            .unwrap_or_else(hindsight_index::default_indexing_threads),
         ..IngestOptions::default()
     };
     let bar = ProgressBar::new(1);

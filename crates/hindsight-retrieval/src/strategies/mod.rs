@@ -9,9 +9,13 @@
 //! more than defaults (the embedding strategies need the index's item
 //! embeddings) implements `Make` itself instead of `Default`.
 
-use hindsight_index::{DocId, History, SegmentView};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::{Query, Retrieved};
+use hindsight_core::FeatureKind;
+use hindsight_index::{DocId, History, KeyPostings, SegmentView};
+
+use crate::{BatchHit, BatchRetrieved, Query, Result, Retrieved};
 
 /// Declares the strategy modules and generates [`StrategyKind`] from one
 /// line per strategy: `Variant = "name" | "alias"... => module::Type,`.
@@ -154,6 +158,231 @@ impl<'de> serde::Deserialize<'de> for StrategyKind {
     }
 }
 
+/// A behavior a strategy picked: where it is (run index in the history,
+/// doc) and its score. Strategies rank picks and only the final ones are
+/// read into [`Retrieved`] (or, in a batch, into a shared
+/// [`BatchRetrieved`](crate::BatchRetrieved)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Pick {
+    pub run: usize,
+    pub doc: DocId,
+    pub score: f32,
+}
+
+/// A key's postings in each run of a history (`None`: not in that run).
+type PerRun<'a> = Vec<Option<KeyPostings<'a>>>;
+
+/// The postings of a user's feature keys per run, looked up in the term
+/// dictionary once per (kind, value) when `shared` (a batch, where
+/// candidates share categories), else on every call.
+pub(crate) struct Postings<'h, 'a> {
+    history: &'h History<'a>,
+    memo: Option<FastMap<(FeatureKind, u64), PerRun<'a>>>,
+}
+
+impl<'h, 'a> Postings<'h, 'a> {
+    /// Lookups without memory (one query).
+    pub fn direct(history: &'h History<'a>) -> Self {
+        Postings {
+            history,
+            memo: None,
+        }
+    }
+
+    /// Lookups remembered across the queries of a batch.
+    pub fn shared(history: &'h History<'a>) -> Self {
+        Postings {
+            history,
+            memo: Some(FastMap::default()),
+        }
+    }
+
+    /// The postings of `(kind, value)` in run `ri` of the history.
+    pub fn get(
+        &mut self,
+        ri: usize,
+        kind: FeatureKind,
+        value: u64,
+    ) -> Result<Option<KeyPostings<'a>>> {
+        let runs = self.history.runs();
+        match &mut self.memo {
+            None => Ok(runs[ri].postings(kind, value)?),
+            Some(memo) => {
+                if let Some(v) = memo.get(&(kind, value)) {
+                    return Ok(v[ri].clone());
+                }
+                let mut v = Vec::with_capacity(runs.len());
+                for run in runs {
+                    v.push(run.postings(kind, value)?);
+                }
+                let got = v[ri].clone();
+                memo.insert((kind, value), v);
+                Ok(got)
+            }
+        }
+    }
+}
+
+/// A `HashMap` with a multiplicative hash (keys here are small integers
+/// built by the process itself, so no defence against chosen keys is needed).
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MulHasher>>;
+
+/// The hasher of [`FastMap`]: FxHash's mixing step.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MulHasher(u64);
+
+impl Hasher for MulHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds a [`BatchRetrieved`]: each distinct (run, doc) is read once.
+pub(crate) struct BatchBuilder<'h, 'a> {
+    history: &'h History<'a>,
+    docs: FastMap<(usize, DocId), u32>,
+    pub out: BatchRetrieved,
+}
+
+impl<'h, 'a> BatchBuilder<'h, 'a> {
+    pub fn new(history: &'h History<'a>, queries: usize) -> Self {
+        BatchBuilder {
+            history,
+            docs: FastMap::default(),
+            out: BatchRetrieved::with_queries(queries),
+        }
+    }
+
+    /// Gives query `q` the result `picks`.
+    pub fn set(&mut self, q: usize, picks: &[Pick]) {
+        let runs = self.history.runs();
+        let mut hits = Vec::with_capacity(picks.len());
+        for p in picks {
+            let next = self.out.behaviors.len() as u32;
+            let at = *self.docs.entry((p.run, p.doc)).or_insert(next);
+            if at == next {
+                self.out.behaviors.push(runs[p.run].seg.behavior(p.doc));
+            }
+            hits.push(BatchHit {
+                behavior: at,
+                score: p.score,
+            });
+        }
+        self.out.hits[q] = hits;
+    }
+}
+
+/// Reads picks into `out` in order, each consecutive stretch of picks of
+/// one run with one call of [`SegmentView::behaviors_into`].
+pub(crate) fn materialize(history: &History<'_>, picks: &[Pick], out: &mut Vec<Retrieved>) {
+    let runs = history.runs();
+    out.reserve(picks.len());
+    let mut docs: Vec<DocId> = Vec::with_capacity(picks.len());
+    let mut behaviors = Vec::with_capacity(picks.len());
+    let mut i = 0;
+    while i < picks.len() {
+        let run = picks[i].run;
+        let j = i + picks[i..].iter().take_while(|p| p.run == run).count();
+        docs.clear();
+        docs.extend(picks[i..j].iter().map(|p| p.doc));
+        behaviors.clear();
+        runs[run].seg.behaviors_into(&docs, &mut behaviors);
+        out.extend(
+            behaviors
+                .drain(..)
+                .zip(&picks[i..j])
+                .map(|(behavior, p)| Retrieved {
+                    behavior,
+                    score: p.score,
+                }),
+        );
+        i = j;
+    }
+}
+
+/// Whether two queries of one user get the same result from a strategy
+/// that reads only the target's categories (and tags when `tags`), the
+/// budget, the as-of point and the filter.
+pub(crate) fn same_features(a: &Query<'_>, b: &Query<'_>, tags: bool) -> bool {
+    a.n == b.n
+        && a.as_of == b.as_of
+        && a.filter == b.filter
+        && a.target.features.categories == b.target.features.categories
+        && (!tags || a.target.features.tags == b.target.features.tags)
+}
+
+/// Results of a batch's queries by what determines them (see
+/// [`same_features`]): a hash of the key fields, then an exact comparison.
+pub(crate) struct Memo {
+    tags: bool,
+    map: FastMap<u64, Vec<(usize, Vec<Pick>)>>,
+}
+
+impl Memo {
+    /// A memo for strategies that read the categories (and the tags when
+    /// `tags`).
+    pub fn new(tags: bool) -> Self {
+        Memo {
+            tags,
+            map: FastMap::default(),
+        }
+    }
+
+    fn key(&self, q: &Query<'_>) -> u64 {
+        let mut h = MulHasher::default();
+        h.write_usize(q.n);
+        h.write_u64(q.as_of.seq.map_or(u64::MAX, u64::from));
+        h.write_u64(q.as_of.timestamp.map_or(u64::MAX, |t| t as u64));
+        for &c in &q.target.features.categories {
+            h.write_u64(c);
+        }
+        if self.tags {
+            h.write_u8(0xff);
+            for &t in &q.target.features.tags {
+                h.write_u64(t);
+            }
+        }
+        h.finish()
+    }
+
+    /// The picks of an earlier query equivalent to `queries[qi]`.
+    pub fn get(&self, queries: &[Query<'_>], qi: usize) -> Option<&[Pick]> {
+        let q = &queries[qi];
+        self.map.get(&self.key(q))?.iter().find_map(|(j, picks)| {
+            same_features(&queries[*j], q, self.tags).then_some(picks.as_slice())
+        })
+    }
+
+    /// Remembers the picks of `queries[qi]`.
+    pub fn put(&mut self, queries: &[Query<'_>], qi: usize, picks: Vec<Pick>) {
+        let key = self.key(&queries[qi]);
+        self.map.entry(key).or_default().push((qi, picks));
+    }
+}
+
 /// Whether a doc passes the query's filter and, when timestamps cannot be
 /// binary-searched, the as-of timestamp.
 #[inline]
@@ -183,13 +412,30 @@ pub(crate) fn pad_with_recent(
     q: &Query<'_>,
     need: usize,
     taken: &[(usize, DocId)],
-    out: &mut Vec<Retrieved>,
+    out: &mut Vec<Pick>,
 ) {
     if need == 0 {
         return;
     }
     let target_len = out.len() + need;
     let runs = history.runs();
+    if runs.len() == 1 && q.filter.is_empty() && !needs_ts_check(history, q) {
+        // One run, nothing to check per doc: the newest docs below the
+        // bound, without reading their seq.
+        let run = runs[0];
+        let mut doc = run.bound(&q.as_of, history.ts_monotonic());
+        while doc > run.start && out.len() < target_len {
+            doc -= 1;
+            if !taken.contains(&(0, doc)) {
+                out.push(Pick {
+                    run: 0,
+                    doc,
+                    score: 0.0,
+                });
+            }
+        }
+        return;
+    }
     let stop_below = q.filter.since.filter(|_| history.ts_monotonic());
     history.for_each_newest_first(&q.as_of, |i, doc| {
         let seg = runs[i].seg;
@@ -197,8 +443,9 @@ pub(crate) fn pad_with_recent(
             return false;
         }
         if !taken.contains(&(i, doc)) && admits(seg, doc, q, false) {
-            out.push(Retrieved {
-                behavior: seg.behavior(doc),
+            out.push(Pick {
+                run: i,
+                doc,
                 score: 0.0,
             });
         }

@@ -21,10 +21,13 @@ use hindsight_core::FeatureKind;
 use hindsight_index::{DocId, History, KeyPostings, NewestMatches, Run, SegmentView};
 use serde::{Deserialize, Serialize};
 
-use super::{admits, needs_ts_check, pad_with_recent, StrategyKind};
+use super::{
+    admits, materialize, needs_ts_check, pad_with_recent, BatchBuilder, Memo, Pick, Postings,
+    StrategyKind,
+};
 use crate::bm25::{Bm25Params, Bm25Weight, QueryTerm};
 use crate::topn::{Ranked, TopN};
-use crate::{Query, Result, RetrievalStrategy, Retrieved};
+use crate::{BatchRetrieved, Query, Result, RetrievalStrategy, Retrieved};
 
 /// Settings of the UBR4CTR-style BM25 retrieval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,12 +124,28 @@ impl Ubr {
 
     /// The top-N matches, best first (score desc, newest first among
     /// equals).
-    pub(crate) fn ranked(&self, history: &History<'_>, q: &Query<'_>) -> Result<Vec<Hit>> {
+    pub(crate) fn ranked<'a>(
+        &self,
+        history: &History<'a>,
+        q: &Query<'_>,
+        cache: &mut Postings<'_, 'a>,
+    ) -> Result<Vec<Hit>> {
         let terms = self.terms(q);
         if terms.is_empty() || q.n == 0 || history.runs().is_empty() {
             return Ok(Vec::new());
         }
-        let postings = TermPostings::open(history, &terms)?;
+        let postings = TermPostings::open(history, &terms, cache)?;
+        self.ranked_with(history, q, terms, &postings)
+    }
+
+    /// [`ranked`](Self::ranked) once the terms' postings are open.
+    fn ranked_with<'a>(
+        &self,
+        history: &History<'a>,
+        q: &Query<'_>,
+        terms: Vec<QueryTerm>,
+        postings: &TermPostings<'a>,
+    ) -> Result<Vec<Hit>> {
         let c = &self.config;
         let weight = Bm25Weight::new(
             terms,
@@ -140,7 +159,7 @@ impl Ubr {
         let rare_limit = c.rare_term_limit.unwrap_or(2 * q.n as u64 + 32);
         let (rare, frequent): (Vec<usize>, Vec<usize>) =
             (0..weight.terms().len()).partition(|&t| postings.doc_freqs[t] <= rare_limit);
-        let mut search = Search::new(history, q, &weight, &postings);
+        let mut search = Search::new(history, q, &weight, postings);
         let seen = search.read_rare(&rare)?;
         search.read_frequent(&frequent, &seen)?;
         Ok(search.top.into_sorted_vec())
@@ -156,13 +175,17 @@ struct TermPostings<'a> {
 }
 
 impl<'a> TermPostings<'a> {
-    fn open(history: &History<'a>, terms: &[QueryTerm]) -> Result<Self> {
+    fn open(
+        history: &History<'a>,
+        terms: &[QueryTerm],
+        cache: &mut Postings<'_, 'a>,
+    ) -> Result<Self> {
         let mut doc_freqs = vec![0u64; terms.len()];
         let mut per_run = Vec::with_capacity(history.runs().len());
-        for run in history.runs() {
+        for ri in 0..history.runs().len() {
             let mut per_term = Vec::with_capacity(terms.len());
             for (t, term) in terms.iter().enumerate() {
-                let p = run.postings(term.kind, term.value)?;
+                let p = cache.get(ri, term.kind, term.value)?;
                 if let Some(p) = &p {
                     doc_freqs[t] += p.doc_freq() as u64;
                 }
@@ -303,6 +326,82 @@ impl<'s, 'a> Search<'s, 'a> {
     }
 }
 
+impl Ubr {
+    /// The picks of one query: the ranking, padded with recent behaviors
+    /// when configured.
+    fn picks<'a>(
+        &self,
+        history: &History<'a>,
+        q: &Query<'_>,
+        cache: &mut Postings<'_, 'a>,
+        out: &mut Vec<Pick>,
+    ) -> Result<()> {
+        let top = self.ranked(history, q, cache)?;
+        let start = out.len();
+        out.extend(top.iter().map(|r| Pick {
+            run: r.value.0,
+            doc: r.value.1,
+            score: r.score,
+        }));
+        if self.config.pad_with_recent {
+            let taken: Vec<(usize, DocId)> = top.iter().map(|r| r.value).collect();
+            let rest = q.n - (out.len() - start);
+            pad_with_recent(history, q, rest, &taken, out);
+        }
+        Ok(())
+    }
+
+    /// Whether no behavior of the history is on the target item (its term
+    /// has no postings in any run): then the result depends only on the
+    /// target's features, the as-of point and the filter.
+    pub(crate) fn item_absent<'a>(
+        &self,
+        history: &History<'a>,
+        q: &Query<'_>,
+        cache: &mut Postings<'_, 'a>,
+    ) -> Result<bool> {
+        if self.config.item_weight == 0.0 {
+            return Ok(true);
+        }
+        for ri in 0..history.runs().len() {
+            if cache.get(ri, FeatureKind::Item, q.target.item_id)?.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A batch for `ubr` or `hybrid`: `picks` runs one query; candidates on an
+/// item the user never touched and with the same features share a result.
+pub(crate) fn ubr_batch<'a>(
+    ubr: &Ubr,
+    history: &History<'a>,
+    queries: &[Query<'_>],
+    mut picks: impl FnMut(&Query<'_>, &mut Postings<'_, 'a>, &mut Vec<Pick>) -> Result<()>,
+) -> Result<BatchRetrieved> {
+    let mut b = BatchBuilder::new(history, queries.len());
+    let mut cache = Postings::shared(history);
+    let mut memo = Memo::new(true);
+    let mut one = Vec::new();
+    for (qi, q) in queries.iter().enumerate() {
+        let absent = ubr.item_absent(history, q, &mut cache)?;
+        if absent {
+            if let Some(p) = memo.get(queries, qi) {
+                b.set(qi, p);
+                continue;
+            }
+        }
+        one.clear();
+        picks(q, &mut cache, &mut one)?;
+        b.set(qi, &one);
+        if absent {
+            memo.put(queries, qi, one.clone());
+        }
+    }
+    Ok(b.out)
+}
+
 impl RetrievalStrategy for Ubr {
     fn name(&self) -> &'static str {
         StrategyKind::Ubr.as_str()
@@ -314,18 +413,19 @@ impl RetrievalStrategy for Ubr {
         q: &Query<'_>,
         out: &mut Vec<Retrieved>,
     ) -> Result<()> {
-        let top = self.ranked(history, q)?;
-        let runs = history.runs();
-        let taken: Vec<(usize, DocId)> = top.iter().map(|r| r.value).collect();
-        let start = out.len();
-        out.extend(top.iter().map(|r| Retrieved {
-            behavior: runs[r.value.0].seg.behavior(r.value.1),
-            score: r.score,
-        }));
-        if self.config.pad_with_recent {
-            let rest = q.n - (out.len() - start);
-            pad_with_recent(history, q, rest, &taken, out);
-        }
+        let mut picks = Vec::with_capacity(q.n.min(1024));
+        self.picks(history, q, &mut Postings::direct(history), &mut picks)?;
+        materialize(history, &picks, out);
         Ok(())
+    }
+
+    fn retrieve_batch(
+        &self,
+        history: &History<'_>,
+        queries: &[Query<'_>],
+    ) -> Result<BatchRetrieved> {
+        ubr_batch(self, history, queries, |q, cache, out| {
+            self.picks(history, q, cache, out)
+        })
     }
 }
