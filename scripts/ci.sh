@@ -30,6 +30,7 @@ echo "== without libtorch: clippy, the CLI's tests, no libtorch linked or in the
     # benches depend on nothing that builds libtorch; a plain `cargo test`
     # at the root (default-members) builds only such crates.
     for args in "-p hindsight-index" "-p hindsight-retrieval" "-p hindsight-logs" \
+        "-p hindsight-recall" "-p hindsight-embeddings" \
         "-p hindsight-samples" "-p hindsight-loadtest" "-p hindsight-tests" \
         "-p hindsight-benches --no-default-features" "-p hindsight-cli --no-default-features"; do
         # shellcheck disable=SC2086

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 
+#[allow(dead_code)] // taobao_csv is for the other test binaries
 mod common;
 use common::bin;
 
