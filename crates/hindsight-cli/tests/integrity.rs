@@ -72,7 +72,9 @@ fn file_with(dir: &Path, ext: &str) -> PathBuf {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(ext))
         .collect();
-    assert_eq!(v.len(), 1, "{ext}: {v:?}");
+    // Ingest may write one segment per indexing thread: any of them will do.
+    assert!(!v.is_empty(), "no {ext} file in {}", dir.display());
+    v.sort();
     v.remove(0)
 }
 

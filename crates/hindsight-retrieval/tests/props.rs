@@ -441,7 +441,7 @@ proptest! {
             index.append(batch).unwrap();
         }
         let snap = index.snapshot();
-        let mut retrievers: Vec<Retriever> = StrategyKind::ALL.iter().map(|k| Retriever::new(*k)).collect();
+        let mut retrievers: Vec<Retriever> = StrategyKind::ALL.iter().filter(|k| !k.needs_embeddings()).map(|k| Retriever::new(*k)).collect();
         retrievers.push(Retriever::with_strategy(Box::new(Ubr {
             config: UbrConfig { rare_term_limit: Some(0), pad_with_recent: false, ..UbrConfig::default() },
         })));

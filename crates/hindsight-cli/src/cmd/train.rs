@@ -39,7 +39,8 @@ pub struct TrainArgs {
     #[arg(long, visible_alias = "max-epochs")]
     pub epochs: Option<usize>,
     /// Early stopping: epochs without a better validation figure before
-    /// stopping (default: the config's, 2).
+    /// stopping (default: the config's, 2 for the CTR models, 10 for
+    /// sasrec, where 0 never stops early).
     #[arg(long)]
     pub patience: Option<usize>,
     /// What early stopping maximises: auc-minus-logloss (default) or auc.

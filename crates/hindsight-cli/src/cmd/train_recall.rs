@@ -71,10 +71,6 @@ pub struct RecallArgs {
     /// sasrec: users per batch (default 128).
     #[arg(long, value_parser = super::at_least_one)]
     pub batch_size: Option<usize>,
-    /// sasrec: stop after this many epochs without a better validation
-    /// metric (default 10; 0 never stops early).
-    #[arg(long)]
-    pub patience: Option<usize>,
     /// sasrec: what early stopping maximises, ndcg@10 (default) or hr@10.
     #[arg(long)]
     pub stop_on: Option<RecallStopMetric>,
@@ -136,9 +132,13 @@ fn recall_config(a: &TrainArgs) -> Result<SasRecConfig> {
         dropout,
         lr,
         batch_size,
-        patience,
         valid_users
     );
+    // --patience is shared with the CTR models (sasrec default: 10; 0
+    // never stops early).
+    if let Some(p) = a.patience {
+        cfg.patience = p;
+    }
     if let Some(m) = r.stop_on {
         cfg.stop_metric = m;
     }

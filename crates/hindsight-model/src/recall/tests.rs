@@ -236,7 +236,9 @@ fn training_learns_the_next_item_with_every_loss() {
         let last = report.epochs.last().unwrap().train_loss;
         assert!(last < first, "{loss}: loss {first} -> {last}");
         assert_eq!(report.train_users, 40);
-        assert_eq!(report.train_positions, 40 * 8);
+        // Every transition of the 12 training behaviors, in windows of 8
+        // and 3 predicted positions.
+        assert_eq!(report.train_positions, 40 * 11);
         assert_eq!(report.catalog_items, ITEMS as usize);
     }
 }

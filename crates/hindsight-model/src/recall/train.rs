@@ -394,7 +394,7 @@ pub(crate) fn fit(
         stopped_early,
         device: device_name(device),
         loss: cfg.loss,
-        train_users: windows.len(),
+        train_users: split.users.iter().filter(|u| u.train().len() >= 2).count(),
         train_positions: positions,
         valid_users: valid.windows.len(),
         catalog_items: split.catalog.len(),
