@@ -96,7 +96,7 @@ pub struct ScoreResponse {
     pub user_id: u64,
     /// Click probability of each candidate, in candidate order.
     pub scores: Vec<f32>,
-    /// Model kind (sum_pool, din, dien).
+    /// Model kind (sum_pool, din, dien, atrank, bst).
     pub model: String,
     /// Retrieval strategy used.
     pub strategy: String,
