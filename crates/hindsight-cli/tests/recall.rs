@@ -28,6 +28,16 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// The `item_id` of every element of a JSON array.
+fn item_ids(array: &serde_json::Value) -> Vec<u64> {
+    array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item_id"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/movielens-small");
@@ -93,12 +103,7 @@ fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
     ]));
     assert_eq!(rec["search"], "ann");
     assert_eq!(rec["cold_start"], false);
-    let items: Vec<u64> = rec["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["item_id"].as_u64().unwrap())
-        .collect();
+    let items = item_ids(&rec["items"]);
     assert_eq!(items.len(), 10);
     // Seen items are left out: none of user 1's rated movies comes back.
     let history = json(&run(&[
@@ -115,22 +120,14 @@ fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
         "100000",
         "--json",
     ]));
-    let seen: std::collections::HashSet<u64> = history["behaviors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["item_id"].as_u64().unwrap())
-        .collect();
+    let seen: std::collections::HashSet<u64> =
+        item_ids(&history["behaviors"]).into_iter().collect();
     assert!(seen.len() > 100, "user 1 rated {} movies", seen.len());
     assert!(items.iter().all(|i| !seen.contains(i)), "{items:?}");
 
     // The exact and the approximate search agree on most of the top 10.
-    let exact_items: std::collections::HashSet<u64> = exact["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["item_id"].as_u64().unwrap())
-        .collect();
+    let exact_items: std::collections::HashSet<u64> =
+        item_ids(&exact["items"]).into_iter().collect();
     let common = items.iter().filter(|i| exact_items.contains(i)).count();
     assert!(common >= 8, "ANN and exact top 10 share {common} items");
 

@@ -29,6 +29,7 @@ use hindsight_core::{AsOf, Behavior, ItemFeatures, ItemId, Target, UserId};
 use hindsight_index::{BehaviorIndex, Snapshot};
 use hindsight_model::{Device, TrainedRecall};
 use hindsight_recall::ann::{AnnIndex, ExactIndex};
+pub use hindsight_recall::catalog_of;
 use hindsight_recall::CatalogScorer;
 
 use crate::{EngineError, Result, ScoreInput, Scorer};
@@ -359,16 +360,6 @@ pub fn check_k(k: usize) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Every item of the snapshot with its features (as last indexed),
-/// ascending by id.
-pub fn catalog_of(snapshot: &Snapshot) -> Vec<(ItemId, ItemFeatures)> {
-    let mut catalog = std::collections::BTreeMap::new();
-    snapshot.for_each_item(|item, features| {
-        catalog.insert(item, features.clone());
-    });
-    catalog.into_iter().collect()
 }
 
 /// The `keep` items with the most behaviors in the snapshot, with their

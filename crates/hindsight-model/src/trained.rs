@@ -78,7 +78,7 @@ struct CheckpointConfig {
 }
 
 /// The sha256 of a file, in lowercase hex.
-fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut file = fs::File::open(path).map_err(|source| io_err(path, source))?;
     let mut hasher = Sha256::new();
@@ -561,29 +561,7 @@ impl TrainedModel {
                 config_path.display()
             ),
         }
-        for (name, t) in &tensors {
-            if !t.is_floating_point() {
-                continue;
-            }
-            let count = t
-                .isfinite()
-                .logical_not()
-                .sum(tch::Kind::Int64)
-                .int64_value(&[]);
-            if count > 0 {
-                return Err(ModelError::NonFiniteWeights {
-                    path: weights_path.clone(),
-                    tensor: name.clone(),
-                    count,
-                });
-            }
-        }
-        tch::no_grad(|| -> Result<()> {
-            for (name, var) in &variables {
-                var.shallow_clone().f_copy_(&tensors[name])?;
-            }
-            Ok(())
-        })?;
+        copy_finite_weights(&tensors, &variables, &weights_path)?;
         let mut model = Self::from_parts(cfg.model, cfg.vocab, cfg.n, net);
         model.retrieval = cfg.retrieval;
         model.weights_sha256 = cfg.weights_sha256;
@@ -600,7 +578,40 @@ impl TrainedModel {
     }
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> ModelError {
+/// Copies the loaded `tensors` into the model's `variables` (same names,
+/// shapes checked by the caller), refusing any floating-point tensor with
+/// a NaN or infinite value.
+pub(crate) fn copy_finite_weights(
+    tensors: &BTreeMap<String, Tensor>,
+    variables: &std::collections::HashMap<String, Tensor>,
+    weights_path: &Path,
+) -> Result<()> {
+    for (name, t) in tensors {
+        if !t.is_floating_point() {
+            continue;
+        }
+        let count = t
+            .isfinite()
+            .logical_not()
+            .sum(tch::Kind::Int64)
+            .int64_value(&[]);
+        if count > 0 {
+            return Err(ModelError::NonFiniteWeights {
+                path: weights_path.to_path_buf(),
+                tensor: name.clone(),
+                count,
+            });
+        }
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in variables {
+            var.shallow_clone().f_copy_(&tensors[name])?;
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> ModelError {
     ModelError::Io {
         path: PathBuf::from(path),
         source,

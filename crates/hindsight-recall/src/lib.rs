@@ -34,7 +34,7 @@ pub use ann::{AnnIndex, AnnParams, ExactIndex};
 pub use baselines::{ItemCf, ItemCfParams, Popularity, Repeat};
 pub use eval::{evaluate, evaluate_parallel, EvalOptions, EvalProgress, RecallReport, Target};
 pub use metrics::{MetricsAtK, TieRule};
-pub use split::{RecallSplit, UserSequence};
+pub use split::{catalog_of, RecallSplit, UserSequence};
 
 use hindsight_core::{Behavior, UserId};
 

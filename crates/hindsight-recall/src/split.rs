@@ -92,14 +92,9 @@ impl RecallSplit {
         if users.is_empty() {
             return Err(RecallError::EmptySplit { min });
         }
-        let mut catalog = std::collections::BTreeMap::new();
-        snapshot.for_each_item(|item, features| {
-            // Doc order is oldest first within a segment: the last copy wins.
-            catalog.insert(item, features.clone());
-        });
         Ok(RecallSplit {
             users,
-            catalog: catalog.into_iter().collect(),
+            catalog: catalog_of(snapshot),
             skipped_users,
         })
     }
@@ -108,6 +103,16 @@ impl RecallSplit {
     pub fn train_len(&self) -> usize {
         self.users.iter().map(|u| u.train().len()).sum()
     }
+}
+
+/// Every item of `snapshot` with its features as last indexed (doc order
+/// is oldest first within a segment: the last copy wins), ascending by id.
+pub fn catalog_of(snapshot: &Snapshot) -> Vec<(ItemId, ItemFeatures)> {
+    let mut catalog = std::collections::BTreeMap::new();
+    snapshot.for_each_item(|item, features| {
+        catalog.insert(item, features.clone());
+    });
+    catalog.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use hindsight_core::{Behavior, ItemFeatures, ItemId};
@@ -23,7 +23,7 @@ use super::net::SasRecNet;
 use super::train::{fit, item_matrix, RecallProgress, RecallTrainReport};
 use super::SasRecConfig;
 use crate::error::{ModelError, Result};
-use crate::trained::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::trained::{copy_finite_weights, io_err, sha256_file, CONFIG_FILE, WEIGHTS_FILE};
 use crate::vocab::FeatureVocab;
 
 /// `format` of a recall checkpoint's `config.json`.
@@ -61,25 +61,6 @@ struct RecallCheckpoint {
     parameters: BTreeMap<String, Vec<i64>>,
     /// sha256 of `weights.safetensors` (hex), verified on load.
     weights_sha256: String,
-}
-
-fn io_err(path: &Path, source: std::io::Error) -> ModelError {
-    ModelError::Io {
-        path: PathBuf::from(path),
-        source,
-    }
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = fs::File::open(path).map_err(|source| io_err(path, source))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|source| io_err(path, source))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// The sha256 of the weights file `vs` saves to (written to a temporary
@@ -349,29 +330,7 @@ impl TrainedRecall {
                 found,
             });
         }
-        for (name, t) in &tensors {
-            if !t.is_floating_point() {
-                continue;
-            }
-            let count = t
-                .isfinite()
-                .logical_not()
-                .sum(tch::Kind::Int64)
-                .int64_value(&[]);
-            if count > 0 {
-                return Err(ModelError::NonFiniteWeights {
-                    path: weights_path.clone(),
-                    tensor: name.clone(),
-                    count,
-                });
-            }
-        }
-        tch::no_grad(|| -> Result<()> {
-            for (name, var) in &variables {
-                var.shallow_clone().f_copy_(&tensors[name])?;
-            }
-            Ok(())
-        })?;
+        copy_finite_weights(&tensors, &variables, &weights_path)?;
         Ok(TrainedRecall {
             config: cfg.config,
             vocab: cfg.vocab,
