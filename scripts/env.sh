@@ -12,8 +12,13 @@
 #      HINDSIGHT_PYTHON to choose the interpreter, default python3);
 #   2. puts `.venv/bin` first on PATH and sets VIRTUAL_ENV, so that the
 #      torch-sys build script runs the venv's python;
-#   3. exports LIBTORCH_USE_PYTORCH=1 (torch-sys asks that python where
-#      libtorch's headers and libraries are);
+#   3. exports LIBTORCH_USE_PYTORCH (torch-sys asks that python where
+#      libtorch's headers and libraries are). Its value is the venv's path,
+#      not `1`: torch-sys reruns its build script only when a variable it
+#      reads changes, and it does not read VIRTUAL_ENV or PATH. With `1`, a
+#      target dir shared between two clones (CI caches one) kept linking
+#      against the first clone's venv after that clone was deleted;
+#      with the path, moving to another venv rebuilds torch-sys;
 #   4. prepends the wheel's `torch/lib` to LD_LIBRARY_PATH so that test and
 #      binaries find libtorch at run time. The directory is cached in
 #      `.venv/.hindsight-torch-lib` so later sourcing does not start python.
@@ -96,7 +101,7 @@ _hs_env_main() {
     _hs_prepend PATH "$venv/bin"
     _hs_prepend LD_LIBRARY_PATH "$torch_lib"
     VIRTUAL_ENV="$venv"
-    LIBTORCH_USE_PYTORCH=1
+    LIBTORCH_USE_PYTORCH="$venv"
     HINDSIGHT_TORCH_LIB="$torch_lib"
     export PATH LD_LIBRARY_PATH VIRTUAL_ENV LIBTORCH_USE_PYTORCH HINDSIGHT_TORCH_LIB
 }

@@ -1,9 +1,10 @@
-//! ANN benchmark: HNSW (`hnsw_rs`, the one `AnnIndex` wraps, and
-//! `instant-distance`) against exact brute-force inner-product search, on a
+//! ANN benchmark: HNSW (`hnsw_rs`, the one `AnnIndex` wraps,
+//! `instant-distance`, and with `--features usearch` `usearch`) against exact brute-force inner-product search, on a
 //! seeded synthetic catalog generated at run time.
 //!
-//!     cargo run --release -p hindsight-recall --example ann_bench -- \
-//!         --items 1000000 --dim 64 [--queries 1000] [--ef-search 100,200,400]
+//!     cargo run --release -p hindsight-recall [--features usearch] --example ann_bench -- \
+//!         --items 1000000 --dim 64 [--queries 1000] [--ef-search 100,200,400] \
+//!         [--backends hnsw_rs,instant-distance,usearch,usearch-l2]
 //!
 //! Prints, per backend: build time, RSS growth over the build (and the
 //! process's peak), recall@k against the exact top k, and single-thread
@@ -51,7 +52,9 @@ struct Args {
     /// which fixes it at build time, uses the first.
     #[arg(long, default_value = "100,200,400", value_delimiter = ',')]
     ef_search: Vec<usize>,
-    /// Backends: hnsw_rs, instant-distance (comma-separated).
+    /// Backends: hnsw_rs, instant-distance, and with `--features usearch`
+    /// usearch (its IP metric) and usearch-l2 (L2 over the augmented
+    /// vectors) (comma-separated).
     #[arg(
         long,
         default_value = "hnsw_rs,instant-distance",
@@ -152,6 +155,22 @@ fn measure(
         p50_us: percentile(&times, 0.5),
         p99_us: percentile(&times, 0.99),
     })
+}
+
+/// `[x, sqrt(M^2 - |x|^2)]` per row (M the largest norm): L2 nearest
+/// neighbours of `[q, 0]` are then the largest inner products with `q`.
+fn augment(vectors: &[f32], dim: usize) -> Vec<f32> {
+    let norms: Vec<f32> = vectors
+        .chunks_exact(dim)
+        .map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt())
+        .collect();
+    let max = norms.iter().copied().fold(0.0f32, f32::max);
+    let mut out = Vec::with_capacity(vectors.len() / dim * (dim + 1));
+    for (v, n) in vectors.chunks_exact(dim).zip(&norms) {
+        out.extend_from_slice(v);
+        out.push((max * max - n * n).max(0.0).sqrt());
+    }
+    out
 }
 
 #[derive(Clone)]
@@ -256,21 +275,11 @@ fn main() -> Result<()> {
             }
             "instant-distance" => {
                 // The same inner-product-to-L2 augmentation as AnnIndex.
-                let norms: Vec<f32> = vectors
-                    .chunks_exact(args.dim)
-                    .map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt())
-                    .collect();
-                let max = norms.iter().copied().fold(0.0f32, f32::max);
                 let rss0 = rss_kib("VmRSS:");
                 let t = Instant::now();
-                let points: Vec<IdPoint> = vectors
-                    .chunks_exact(args.dim)
-                    .zip(&norms)
-                    .map(|(v, n)| {
-                        let mut a = v.to_vec();
-                        a.push((max * max - n * n).max(0.0).sqrt());
-                        IdPoint(a)
-                    })
+                let points: Vec<IdPoint> = augment(&vectors, args.dim)
+                    .chunks_exact(args.dim + 1)
+                    .map(|a| IdPoint(a.to_vec()))
                     .collect();
                 let ef = args.ef_search[0];
                 let map = instant_distance::Builder::default()
@@ -304,7 +313,93 @@ fn main() -> Result<()> {
                     },
                 )?);
             }
-            other => bail!("unknown backend {other:?}; use hnsw_rs or instant-distance"),
+            #[cfg(feature = "usearch")]
+            "usearch" | "usearch-l2" => {
+                // `usearch`: inner product natively (usearch's IP metric,
+                // 1 - dot). `usearch-l2`: L2 over the same augmentation as
+                // AnnIndex. Inserts from every core.
+                let l2 = backend == "usearch-l2";
+                let dim = if l2 { args.dim + 1 } else { args.dim };
+                let points: Vec<f32> = if l2 {
+                    augment(&vectors, args.dim)
+                } else {
+                    vectors.clone()
+                };
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let rss0 = rss_kib("VmRSS:");
+                let t = Instant::now();
+                let index = usearch::Index::new(&usearch::IndexOptions {
+                    dimensions: dim,
+                    metric: if l2 {
+                        usearch::MetricKind::L2sq
+                    } else {
+                        usearch::MetricKind::IP
+                    },
+                    quantization: usearch::ScalarKind::F32,
+                    connectivity: args.m,
+                    expansion_add: args.ef_construction,
+                    expansion_search: args.ef_search[0],
+                    multi: false,
+                })
+                .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+                index
+                    .reserve_capacity_and_threads(args.items, threads)
+                    .map_err(|e| anyhow::anyhow!("usearch reserve: {e}"))?;
+                let chunk = args.items.div_ceil(threads);
+                std::thread::scope(|s| -> Result<()> {
+                    let handles: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let index = &index;
+                            let points = &points;
+                            s.spawn(move || -> Result<()> {
+                                let lo = t * chunk;
+                                let hi = ((t + 1) * chunk).min(args.items);
+                                for i in lo..hi {
+                                    index
+                                        .add(i as u64, &points[i * dim..(i + 1) * dim])
+                                        .map_err(|e| anyhow::anyhow!("usearch add: {e}"))?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.join()
+                            .map_err(|_| anyhow::anyhow!("an insert thread panicked"))??;
+                    }
+                    Ok(())
+                })?;
+                let build = t.elapsed().as_secs_f64();
+                let rss = (rss_kib("VmRSS:").saturating_sub(rss0)) as f64 / 1024.0;
+                for &ef in &args.ef_search {
+                    index.change_expansion_search(ef);
+                    rows.push(measure(
+                        format!(
+                            "{backend} M={} efC={} ef={ef}",
+                            args.m, args.ef_construction
+                        ),
+                        build,
+                        rss,
+                        &queries,
+                        args.dim,
+                        args.k,
+                        &truth,
+                        |q| {
+                            let mut p = q.to_vec();
+                            if l2 {
+                                p.push(0.0);
+                            }
+                            Ok(index
+                                .search(&p, args.k)
+                                .map_err(|e| anyhow::anyhow!("usearch search: {e}"))?
+                                .keys)
+                        },
+                    )?);
+                }
+            }
+            other => bail!(
+                "unknown backend {other:?}; use usearch, usearch-l2, hnsw_rs or instant-distance"
+            ),
         }
     }
 

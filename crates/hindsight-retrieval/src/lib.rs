@@ -51,6 +51,7 @@
 //! ```
 
 pub mod bm25;
+mod cpu;
 mod strategies;
 pub mod topn;
 

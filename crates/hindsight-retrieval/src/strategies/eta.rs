@@ -6,11 +6,14 @@
 //! The codes are `m`-bit SimHash signatures of the item embeddings
 //! (random hyperplanes, `m = 64` by default; [`hindsight_embeddings::hash`]),
 //! read by doc id from the per-segment arrays of [`Embeddings`]. Exact
-//! top N in three passes over the eligible docs, none of which sorts the
-//! history: the distances (`popcount(code ^ target)`, one byte each), a
-//! histogram of them, and the collection of the docs closer than the
-//! cut-off distance `D` (the smallest with at least N docs at or below it)
-//! plus the newest of those at exactly `D`. Score: `m - distance` (the
+//! top N in one pass over the eligible docs that neither sorts nor stores
+//! the history: a doc is kept when its distance (`popcount(code ^
+//! target)`) is at most the running cut-off `D`, and `D` drops as soon as
+//! N kept docs are strictly closer than it (a doc at `D` can then never be
+//! among the N). Most docs cost a load, a xor, a popcount and a compare;
+//! the scan runs compiled with POPCNT where the CPU has it
+//! ([`crate::cpu`]). The kept docs (N plus those tied at the end's `D`)
+//! are then sorted by (distance, newer first). Score: `m - distance` (the
 //! number of agreeing bits).
 
 use std::cmp::Reverse;
@@ -23,8 +26,87 @@ use hindsight_index::{DocId, History};
 use super::{admits, embeddings_of, needs_ts_check, Make, StrategyKind};
 use crate::{Query, Result, RetrievalContext, RetrievalStrategy, Retrieved};
 
-/// Distance byte of a doc the query does not admit.
-const EXCLUDED: u8 = u8::MAX;
+/// The running cut-off of the scan and the docs kept under it.
+struct Cut {
+    /// Docs at a distance above this are not among the N closest.
+    max: u32,
+    /// How many kept docs are strictly closer than `max`.
+    closer: usize,
+    /// Kept docs by distance (index: distance).
+    at: [u32; 65],
+    /// (distance, run, doc) of the kept docs; some may be above `max`
+    /// since it dropped (filtered at the end, compacted on the way).
+    kept: Vec<(u32, usize, DocId)>,
+    /// `kept`'s length at which it is next compacted (at least twice what
+    /// survived the last compaction, so ties at the cut-off, which all
+    /// survive, cost amortised constant time each).
+    compact_at: usize,
+    n: usize,
+}
+
+impl Cut {
+    fn new(bits: u32, n: usize) -> Cut {
+        Cut {
+            max: bits,
+            closer: 0,
+            at: [0; 65],
+            kept: Vec::with_capacity(2 * n + 16),
+            compact_at: 8 * n + 1024,
+            n,
+        }
+    }
+
+    /// Keeps a doc at distance `d <= self.max`, then lowers the cut-off
+    /// while N kept docs are strictly closer than it.
+    #[inline]
+    fn keep(&mut self, d: u32, ri: usize, doc: DocId) {
+        self.kept.push((d, ri, doc));
+        self.at[d as usize] += 1;
+        if d < self.max {
+            self.closer += 1;
+            while self.closer >= self.n {
+                self.max -= 1;
+                self.closer -= self.at[self.max as usize] as usize;
+            }
+        }
+        if self.kept.len() >= self.compact_at {
+            let max = self.max;
+            self.kept.retain(|k| k.0 <= max);
+            self.compact_at = self.compact_at.max(2 * self.kept.len());
+        }
+    }
+}
+
+crate::cpu::avx2_dispatch! {
+    /// The one pass: every eligible doc offered to `cut` when its distance
+    /// is within the cut-off (compiled with POPCNT where the CPU has it).
+    fn scan(
+        emb: &Embeddings,
+        history: &History<'_>,
+        q: &Query<'_>,
+        t: u64,
+        plain: bool,
+        check_ts: bool,
+        cut: &mut Cut,
+    ) {
+        for (ri, run) in history.runs().iter().enumerate() {
+            let codes = emb.segment(run.seg);
+            let end = run.bound(&q.as_of, history.ts_monotonic());
+            let codes = &codes.eta()[run.start as usize..end as usize];
+            for (i, &c) in codes.iter().enumerate() {
+                let d = (c ^ t).count_ones();
+                if d > cut.max {
+                    continue;
+                }
+                let doc = run.start + i as DocId;
+                if !plain && !admits(run.seg, doc, q, check_ts) {
+                    continue;
+                }
+                cut.keep(d, ri, doc);
+            }
+        }
+    }
+}
 
 /// ETA: top N by Hamming distance between SimHash codes, ties to newer.
 #[derive(Debug, Clone)]
@@ -66,88 +148,62 @@ impl RetrievalStrategy for Eta {
         let check_ts = needs_ts_check(history, q);
         let plain = !check_ts && q.filter.is_empty();
         let runs = history.runs();
-        // Pass 1 and 2: distances of every eligible doc, and their histogram.
-        let mut spans: Vec<(usize, DocId, usize)> = Vec::with_capacity(runs.len());
-        let mut dist: Vec<u8> = Vec::new();
-        let mut hist = [0u32; 256];
-        for (ri, run) in runs.iter().enumerate() {
-            let codes = self.emb.segment(run.seg);
-            let end = run.bound(&q.as_of, history.ts_monotonic());
-            let off = dist.len();
-            dist.extend(
-                codes.eta()[run.start as usize..end as usize]
-                    .iter()
-                    .map(|&c| (c ^ t).count_ones() as u8),
-            );
-            if !plain {
-                for (i, d) in dist[off..].iter_mut().enumerate() {
-                    if !admits(run.seg, run.start + i as DocId, q, check_ts) {
-                        *d = EXCLUDED;
-                    }
-                }
-            }
-            // Four partial histograms: consecutive equal distances (they
-            // cluster around m / 2) do not wait on one counter.
-            let mut part = [[0u32; 256]; 4];
-            let mut quads = dist[off..].chunks_exact(4);
-            for q4 in &mut quads {
-                part[0][q4[0] as usize] += 1;
-                part[1][q4[1] as usize] += 1;
-                part[2][q4[2] as usize] += 1;
-                part[3][q4[3] as usize] += 1;
-            }
-            for &d in quads.remainder() {
-                part[0][d as usize] += 1;
-            }
-            for (d, h) in hist.iter_mut().enumerate().take(bits as usize + 1) {
-                *h += part[0][d] + part[1][d] + part[2][d] + part[3][d];
-            }
-            spans.push((ri, run.start, off));
-        }
-        // The cut-off: the smallest distance with at least N docs at or below.
-        let mut below = 0usize;
-        let mut cut = bits as usize;
-        for (d, &c) in hist.iter().enumerate().take(bits as usize + 1) {
-            if below + c as usize >= q.n {
-                cut = d;
-                break;
-            }
-            below += c as usize;
-        }
-        let total_at_most_cut = below + hist[cut] as usize;
-        // Pass 3: the docs below the cut-off, and the newest at it.
-        let mut kept: Vec<(u8, Seq, usize, DocId)> = Vec::with_capacity(q.n.min(total_at_most_cut));
-        let mut ties: Vec<(Seq, usize, DocId)> = Vec::new();
-        let cut = cut as u8;
-        for (k, &(ri, start, off)) in spans.iter().enumerate() {
-            let len = spans.get(k + 1).map_or(dist.len(), |s| s.2) - off;
-            let seg = runs[ri].seg;
-            for (i, &d) in dist[off..off + len].iter().enumerate() {
-                if d < cut {
-                    let doc = start + i as DocId;
-                    kept.push((d, seg.seq(doc), ri, doc));
-                } else if d == cut {
-                    let doc = start + i as DocId;
-                    ties.push((seg.seq(doc), ri, doc));
-                }
-            }
-        }
-        let room = q.n - kept.len().min(q.n);
-        if ties.len() > room {
-            if room > 0 {
-                ties.select_nth_unstable_by_key(room - 1, |t| Reverse(t.0));
-            }
-            ties.truncate(room);
-        }
-        kept.extend(ties.into_iter().map(|(s, ri, doc)| (cut, s, ri, doc)));
+        let mut cut = Cut::new(bits, q.n);
+        scan(&self.emb, history, q, t, plain, check_ts, &mut cut);
+        let max = cut.max;
+        let mut kept: Vec<(u32, Seq, usize, DocId)> = cut
+            .kept
+            .into_iter()
+            .filter(|k| k.0 <= max)
+            .map(|(d, ri, doc)| (d, runs[ri].seg.seq(doc), ri, doc))
+            .collect();
         kept.sort_unstable_by_key(|&(d, s, _, _)| (d, Reverse(s)));
         kept.truncate(q.n);
         for (d, _, ri, doc) in kept {
             out.push(Retrieved {
                 behavior: runs[ri].seg.behavior(doc),
-                score: (bits - u32::from(d)) as f32,
+                score: (bits - d) as f32,
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kept docs within the final cut-off, closest first and newer
+    /// (here: larger doc) first among ties, are exactly the brute-force
+    /// top N, including through compactions (long runs, small N, many ties).
+    #[test]
+    fn the_cut_keeps_exactly_the_n_closest() {
+        let mut state = 7u64;
+        for case in 0..200u64 {
+            state = hindsight_core::splitmix64(state ^ case);
+            let n = 1 + (state % 40) as usize;
+            let len = (state >> 8) as usize % 6000;
+            // Few distinct distances in some cases (ties), all 65 in others.
+            let spread = [1u64, 3, 65][(state >> 20) as usize % 3];
+            let dists: Vec<u32> = (0..len as u64)
+                .map(|i| (hindsight_core::splitmix64(state ^ i) % spread) as u32 + (65 - spread) as u32)
+                .collect();
+            let mut cut = Cut::new(64, n);
+            for (doc, &d) in dists.iter().enumerate() {
+                if d <= cut.max {
+                    cut.keep(d, 0, doc as DocId);
+                }
+            }
+            let max = cut.max;
+            let mut got: Vec<(u32, DocId)> =
+                cut.kept.iter().filter(|k| k.0 <= max).map(|k| (k.0, k.2)).collect();
+            got.sort_unstable_by_key(|&(d, doc)| (d, Reverse(doc)));
+            got.truncate(n);
+            let mut want: Vec<(u32, DocId)> =
+                dists.iter().enumerate().map(|(doc, &d)| (d, doc as DocId)).collect();
+            want.sort_unstable_by_key(|&(d, doc)| (d, Reverse(doc)));
+            want.truncate(n);
+            assert_eq!(got, want, "case {case}: n {n}, {len} docs, spread {spread}");
+        }
     }
 }
