@@ -124,17 +124,28 @@ struct Row {
     p99_us: f64,
 }
 
-#[allow(clippy::too_many_arguments)] // one call site per backend; a struct would only rename them
-fn measure(
-    what: String,
-    build_s: f64,
-    rss_mib: f64,
-    queries: &[f32],
+/// The queries and their exact top k, shared by every backend's row.
+struct Truth<'a> {
+    queries: &'a [f32],
     dim: usize,
     k: usize,
-    truth: &[Vec<u64>],
+    top: &'a [Vec<u64>],
+}
+
+/// Times `search` on every query (one after another, this thread) and
+/// scores its recall@k against the exact top k.
+fn measure(
+    what: String,
+    (build_s, rss_mib): (f64, f64),
+    truth: &Truth<'_>,
     mut search: impl FnMut(&[f32]) -> Result<Vec<u64>>,
 ) -> Result<Row> {
+    let Truth {
+        queries,
+        dim,
+        k,
+        top: truth,
+    } = *truth;
     let mut times = Vec::with_capacity(truth.len());
     let mut hits = 0usize;
     let mut wanted = 0usize;
@@ -228,14 +239,16 @@ fn main() -> Result<()> {
                 .collect::<Vec<_>>(),
         );
     }
+    let exact_top = Truth {
+        queries: &queries,
+        dim: args.dim,
+        k: args.k,
+        top: &truth,
+    };
     rows.push(measure(
         "exact (brute force)".into(),
-        exact_build,
-        exact_rss,
-        &queries,
-        args.dim,
-        args.k,
-        &truth,
+        (exact_build, exact_rss),
+        &exact_top,
         |q| Ok(exact.search(q, args.k)?.into_iter().map(|x| x.0).collect()),
     )?);
     drop(exact);
@@ -257,12 +270,8 @@ fn main() -> Result<()> {
                 for &ef in &args.ef_search {
                     rows.push(measure(
                         format!("hnsw_rs M={} efC={} ef={ef}", args.m, args.ef_construction),
-                        build,
-                        rss,
-                        &queries,
-                        args.dim,
-                        args.k,
-                        &truth,
+                        (build, rss),
+                        &exact_top,
                         |q| {
                             Ok(ann
                                 .search_ef(q, args.k, ef)?
@@ -296,12 +305,8 @@ fn main() -> Result<()> {
                         args.ef_construction,
                         ef.max(args.k)
                     ),
-                    build,
-                    rss,
-                    &queries,
-                    args.dim,
-                    args.k,
-                    &truth,
+                    (build, rss),
+                    &exact_top,
                     |q| {
                         let mut p = q.to_vec();
                         p.push(0.0);
@@ -378,12 +383,8 @@ fn main() -> Result<()> {
                             "{backend} M={} efC={} ef={ef}",
                             args.m, args.ef_construction
                         ),
-                        build,
-                        rss,
-                        &queries,
-                        args.dim,
-                        args.k,
-                        &truth,
+                        (build, rss),
+                        &exact_top,
                         |q| {
                             let mut p = q.to_vec();
                             if l2 {
