@@ -175,6 +175,66 @@ fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
     assert_eq!(scores.len(), 5);
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
+    // SASRec's item tower as the embeddings of the retrieval strategies
+    // (summed parts), and a CTR model trained on what they retrieve, which
+    // records the SASRec checkpoint it depends on.
+    let attached = json(&run(&[
+        "embeddings",
+        "attach",
+        "--index",
+        &idx,
+        "--model",
+        &model,
+        "--json",
+    ]));
+    assert_eq!(attached["meta"]["model"]["kind"], "sasrec", "{attached}");
+    assert_eq!(attached["meta"]["combine"], "sum", "{attached}");
+    assert_eq!(attached["dim"], 32);
+    let soft = json(&run(&[
+        "retrieve",
+        "--index",
+        &idx,
+        "--user",
+        "1",
+        "--item",
+        "2571",
+        "--strategy",
+        "sim-soft",
+        "-n",
+        "5",
+        "--json",
+    ]));
+    let scores: Vec<f64> = soft["behaviors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 5, "{soft}");
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let soft_ctr = p("din-soft");
+    let trained = json(&run(&[
+        "train",
+        "--index",
+        &idx,
+        "--model",
+        "sum_pool",
+        "--strategy",
+        "sim-soft",
+        "--retrieval-model",
+        &model,
+        "-n",
+        "10",
+        "--epochs",
+        "1",
+        "--out",
+        &soft_ctr,
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert!(trained.to_string().contains("epochs"), "{trained}");
+
     // A CTR model is not a recall model, and back.
     let out = run(&["recommend", "--index", &idx, "--model", &ctr, "--user", "1"]);
     assert_eq!(out.status.code(), Some(1));

@@ -16,7 +16,9 @@
 //!   any other item a vector ([`FeatureTables`]).
 //! * [`Embeddings`]: a store attached to an index, with the per-segment
 //!   arrays doc -> (row, code, signature) that retrieval reads by doc id
-//!   ([`SegmentCodes`]; memory and build costs in [`segments`]).
+//!   ([`SegmentCodes`]; memory and build costs in [`segments`]), and the
+//!   int8 copies of the docs' vectors that keep `sim-soft`'s scan exact at
+//!   a quarter of the bytes ([`SoftBlocks`], bounds in [`quantized`]).
 //!
 //! No libtorch: the vectors are handed in by whoever reads the checkpoint
 //! (the CLI's `hindsight embeddings attach`).
@@ -33,15 +35,17 @@
 
 mod error;
 pub mod hash;
+pub mod quantized;
 pub mod segments;
 pub mod store;
 
 pub use error::{EmbeddingError, Result};
 pub use hash::{dot, hamming, SdimLayout};
+pub use quantized::{QuantizedQuery, SoftBlocks, BLOCK_DOCS};
 pub use segments::{Embeddings, SegmentCodes, WarmReport};
 pub use store::{
-    store_path, EmbeddingStore, FeatureTable, FeatureTables, HashSettings, IndexRef, ModelRef,
-    StoreMeta, TargetCodes,
+    store_path, EmbeddingStore, FeatureCombine, FeatureTable, FeatureTables, HashSettings,
+    IndexRef, ModelRef, StoreMeta, TargetCodes,
 };
 
 #[cfg(test)]

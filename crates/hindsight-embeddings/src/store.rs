@@ -1,14 +1,19 @@
 //! The embeddings file: item vectors, their ETA and SDIM codes, the
 //! hyperplanes and the feature tables that give an unseen item its vector.
 //!
-//! # Format, version 1 (`INDEX/embeddings/store.hse`)
+//! # Format, version 2 (`INDEX/embeddings/store.hse`)
+//!
+//! Version 2 adds `combine` to the header (`concat` or `sum`: how an
+//! unseen item's vector is made from its features, [`FeatureCombine`]);
+//! version 1 files, which lack it, are read as `concat`. Otherwise the
+//! layout is unchanged:
 //!
 //! All integers and floats little endian:
 //!
 //! | bytes | content |
 //! |---|---|
 //! | 8 | magic `HSEMBED\n` |
-//! | 4 | format version (`u32`, 1) |
+//! | 4 | format version (`u32`, 2) |
 //! | 4 | header length `H` (`u32`) |
 //! | H | header: JSON [`StoreMeta`] (dimension, counts, hash settings, seed, the checkpoint and the index it belongs to) |
 //! | 8 x items | item ids (`u64`, strictly increasing): row `r` is the `r`-th id |
@@ -41,8 +46,11 @@ use crate::hash::{hyperplanes, sign_bits, SdimLayout};
 use crate::{EmbeddingError, Result};
 
 const MAGIC: &[u8; 8] = b"HSEMBED\n";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (it reads 1 and 2).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads: version 1 has no
+/// `combine` in its header (its vectors are concatenated parts).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The folder of an index that holds its embeddings.
 pub const EMBEDDINGS_DIR: &str = "embeddings";
 /// The file name of the attached store in [`EMBEDDINGS_DIR`].
@@ -176,13 +184,30 @@ impl FeatureTable {
     }
 }
 
+/// How the three parts of an item's vector from its features are put
+/// together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureCombine {
+    /// `[item part, category part, tag part]` (DIN's item representation).
+    #[default]
+    Concat,
+    /// `item part + category part + tag part`, each of the full dimension
+    /// (SASRec's item tower).
+    Sum,
+}
+
 /// How the vector of an item the store does not hold is computed from its
-/// features: `[item_oov, mean of its category rows, mean of its tag rows]`
-/// (the first `max_categories` / `max_tags` of them; zeros when it has
-/// none; an unknown id takes the table's OOV row). For a DIN checkpoint
-/// that is exactly the item representation DIN gives an unseen item.
+/// features: the item OOV row, the mean of its category rows and the mean
+/// of its tag rows (the first `max_categories` / `max_tags` of them; zeros
+/// when it has none; an unknown id takes the table's OOV row), put
+/// together as `combine` says. For a DIN checkpoint (concatenated) and a
+/// SASRec checkpoint (summed) that is exactly the vector the model gives
+/// an unseen item.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeatureTables {
+    /// Concatenated or summed parts.
+    pub combine: FeatureCombine,
     /// The out-of-vocabulary item row.
     pub item_oov: Vec<f32>,
     /// Category rows.
@@ -196,8 +221,27 @@ pub struct FeatureTables {
 }
 
 impl FeatureTables {
-    fn dim(&self) -> usize {
-        self.item_oov.len() + self.categories.width() + self.tags.as_ref().map_or(0, |t| t.width())
+    /// The dimension of the vectors the tables make (`None`: summed parts
+    /// of different widths).
+    fn dim(&self) -> Option<usize> {
+        combined_dim(
+            self.combine,
+            self.item_oov.len(),
+            self.categories.width(),
+            self.tags.as_ref().map(|t| t.width()),
+        )
+    }
+}
+
+fn combined_dim(
+    combine: FeatureCombine,
+    item: usize,
+    category: usize,
+    tag: Option<usize>,
+) -> Option<usize> {
+    match combine {
+        FeatureCombine::Concat => Some(item + category + tag.unwrap_or(0)),
+        FeatureCombine::Sum => (item == category && tag.is_none_or(|t| t == item)).then_some(item),
     }
 }
 
@@ -272,6 +316,9 @@ pub struct StoreMeta {
     pub max_categories: usize,
     /// See [`FeatureTables::max_tags`].
     pub max_tags: usize,
+    /// See [`FeatureTables::combine`] (absent in version 1 files: concat).
+    #[serde(default)]
+    pub combine: FeatureCombine,
     /// Unix seconds when it was written.
     pub created_at: i64,
 }
@@ -332,12 +379,17 @@ impl EmbeddingStore {
                 found: vectors.len(),
             });
         }
-        if tables.dim() != dim {
+        if tables.dim() != Some(dim) {
             return Err(EmbeddingError::Dimension {
-                what: "the feature tables' representation (item OOV row + category row + tag row)"
-                    .into(),
+                what: format!(
+                    "the feature tables' representation ({:?}: item OOV row {}, category rows {}, tag rows {:?})",
+                    tables.combine,
+                    tables.item_oov.len(),
+                    tables.categories.width(),
+                    tables.tags.as_ref().map(|t| t.width())
+                ),
                 expected: dim,
-                found: tables.dim(),
+                found: tables.dim().unwrap_or(0),
             });
         }
         check_table("category", &tables.categories)?;
@@ -385,6 +437,7 @@ impl EmbeddingStore {
             tag_width: tables.tags.as_ref().map_or(0, |t| t.width()),
             max_categories: tables.max_categories,
             max_tags: tables.max_tags,
+            combine: tables.combine,
             created_at: hindsight_core::host::now_unix(),
         };
         let mut store = EmbeddingStore {
@@ -501,12 +554,23 @@ impl EmbeddingStore {
     /// The vector of an item the store does not hold, from its features
     /// (see [`FeatureTables`]).
     pub fn features_vector(&self, features: &ItemFeatures) -> Vec<f32> {
-        let mut v = Vec::with_capacity(self.meta.dim);
+        let mut v = Vec::with_capacity(self.meta.dim * 3);
         v.extend_from_slice(&self.item_oov);
         self.categories
             .mean_into(&features.categories, self.meta.max_categories, &mut v);
         if let Some(t) = &self.tags {
             t.mean_into(&features.tags, self.meta.max_tags, &mut v);
+        }
+        if self.meta.combine == FeatureCombine::Sum {
+            // The parts were appended one after the other: add them up.
+            let d = self.meta.dim;
+            let (head, rest) = v.split_at_mut(d);
+            for part in rest.chunks_exact(d) {
+                for (o, x) in head.iter_mut().zip(part) {
+                    *o += x;
+                }
+            }
+            v.truncate(d);
         }
         v
     }
@@ -639,7 +703,7 @@ impl EmbeddingStore {
             ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(EmbeddingError::Version {
                 path: path.to_path_buf(),
                 found: version,
@@ -663,8 +727,12 @@ impl EmbeddingStore {
         if meta.dim == 0 || meta.dim > MAX_DIM {
             return Err(corrupt(format!("dimension {}", meta.dim)));
         }
-        if meta.item_part + meta.category_width + meta.tags.map_or(0, |_| meta.tag_width)
-            != meta.dim
+        if combined_dim(
+            meta.combine,
+            meta.item_part,
+            meta.category_width,
+            meta.tags.map(|_| meta.tag_width),
+        ) != Some(meta.dim)
         {
             return Err(corrupt(
                 "the feature tables' widths do not add up to the dimension".into(),

@@ -7,6 +7,7 @@ use super::*;
 /// Tables of dimension 2 + 2 (item part, category part, no tags).
 fn tables() -> FeatureTables {
     FeatureTables {
+        combine: FeatureCombine::Concat,
         item_oov: vec![0.5, -0.5],
         categories: FeatureTable {
             ids: vec![10, 20],
@@ -353,4 +354,92 @@ fn a_store_belongs_to_its_index_and_appended_items_get_codes() {
         }
     }
     assert_eq!(seen, 3);
+}
+
+/// Summed tables (SASRec's item tower): an unseen item's vector is the
+/// item OOV row plus the mean of its category rows plus the mean of its tag
+/// rows; the choice survives save and load; widths that cannot be summed
+/// are refused.
+#[test]
+fn summed_parts_make_sasrec_item_vectors() {
+    let tables = FeatureTables {
+        combine: FeatureCombine::Sum,
+        item_oov: vec![0.5, -0.5],
+        categories: FeatureTable {
+            ids: vec![10, 20],
+            rows: vec![1.0, 0.0, 0.0, 1.0],
+            oov: vec![-1.0, -1.0],
+        },
+        tags: Some(FeatureTable {
+            ids: vec![3],
+            rows: vec![2.0, 4.0],
+            oov: vec![0.0, 0.0],
+        }),
+        max_categories: 2,
+        max_tags: 1,
+    };
+    let store = EmbeddingStore::build(
+        vec![1],
+        vec![9.0, 9.0],
+        2,
+        tables.clone(),
+        HashSettings::default(),
+        model(),
+        index_ref(),
+    )
+    .unwrap();
+    let f = ItemFeatures {
+        categories: vec![10, 20],
+        tags: vec![3],
+    };
+    // [0.5, -0.5] + mean([1, 0], [0, 1]) + [2, 4]
+    assert_eq!(store.features_vector(&f), vec![3.0, 4.0]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.hse");
+    store.save(&path).unwrap();
+    let back = EmbeddingStore::load(&path).unwrap();
+    assert_eq!(back.meta().combine, FeatureCombine::Sum);
+    assert_eq!(back.features_vector(&f), vec![3.0, 4.0]);
+    let mut bad = tables;
+    bad.item_oov = vec![0.5, -0.5, 1.0];
+    let err = EmbeddingStore::build(
+        vec![1],
+        vec![9.0, 9.0, 9.0],
+        3,
+        bad,
+        HashSettings::default(),
+        model(),
+        index_ref(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, EmbeddingError::Dimension { .. }), "{err}");
+}
+
+/// A version 1 file (written before `combine` existed) still loads, as
+/// concatenated parts.
+#[test]
+fn version_one_files_load_as_concatenated() {
+    let store = sample_store();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.hse");
+    store.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let hlen = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[16..16 + hlen]).unwrap();
+    assert!(header.as_object_mut().unwrap().remove("combine").is_some());
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut v1 = Vec::new();
+    v1.extend_from_slice(&bytes[..8]);
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    v1.extend_from_slice(&header);
+    v1.extend_from_slice(&bytes[16 + hlen..bytes.len() - 32]);
+    let sum = <sha2::Sha256 as sha2::Digest>::digest(&v1);
+    v1.extend_from_slice(&sum);
+    std::fs::write(&path, &v1).unwrap();
+    let back = EmbeddingStore::load(&path).unwrap();
+    assert_eq!(back.meta().combine, FeatureCombine::Concat);
+    assert_eq!(back.vector(0), store.vector(0));
+    let f = ItemFeatures::with_categories(vec![10]);
+    assert_eq!(back.features_vector(&f), store.features_vector(&f));
 }

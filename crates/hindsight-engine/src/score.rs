@@ -179,8 +179,13 @@ impl Scorer {
         let history_len = history.len();
         if let Some(e) = &self.embeddings {
             // Codes of segments appended since the last request (a read
-            // lock when there are none).
-            e.warm(snapshot);
+            // lock when there are none), and sim-soft's quantised vectors
+            // when it is the strategy.
+            if strategy == StrategyKind::SimSoft {
+                e.warm_soft(snapshot);
+            } else {
+                e.warm(snapshot);
+            }
         }
         let ctx = RetrievalContext {
             embeddings: self.embeddings.clone(),

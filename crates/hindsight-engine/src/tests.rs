@@ -255,7 +255,8 @@ fn grid_runs_in_plan_order_reports_progress_and_trains_like_train() {
 /// `index`, as if attached from the checkpoint whose weights hash to `sha`.
 fn attach_made_up(index: &BehaviorIndex, sha: &str) {
     use hindsight_embeddings::{
-        store_path, EmbeddingStore, FeatureTable, FeatureTables, HashSettings, IndexRef, ModelRef,
+        store_path, EmbeddingStore, FeatureCombine, FeatureTable, FeatureTables, HashSettings,
+        IndexRef, ModelRef,
     };
     let mut items = std::collections::BTreeSet::new();
     index.snapshot().for_each_item(|i, _| {
@@ -274,6 +275,7 @@ fn attach_made_up(index: &BehaviorIndex, sha: &str) {
         vectors,
         4,
         FeatureTables {
+            combine: FeatureCombine::Concat,
             // Large, so that an unseen item's vector is its own best match.
             item_oov: vec![0.0, 3.0],
             categories: FeatureTable {

@@ -200,6 +200,75 @@ pub struct ItemFeatureTables {
     pub max_tags: usize,
 }
 
+/// The category and tag rows (by raw id) and the OOV rows of a model's
+/// embedding tables `names` = [item, category, tag] (the tag table
+/// optional), read from its variables: what makes an item's vector from
+/// its features outside libtorch ([`ItemFeatureTables`]). Shared by the
+/// CTR models and SASRec, whose tables differ only by name.
+pub(crate) fn feature_tables_of(
+    vars: &std::collections::HashMap<String, Tensor>,
+    vocab: &FeatureVocab,
+    names: [&str; 3],
+    kind: &str,
+) -> Result<ItemFeatureTables> {
+    let missing = |name: &str| {
+        ModelError::InvalidConfig(format!(
+            "a {kind} model has no {name} table to take item vectors from"
+        ))
+    };
+    let rows_of = |name: &str| -> Result<(Vec<f32>, usize)> {
+        let t = vars.get(name).ok_or_else(|| missing(name))?;
+        let width = t.size().get(1).copied().unwrap_or(0) as usize;
+        let v = Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).contiguous().flatten(0, -1))?;
+        Ok((v, width))
+    };
+    let ids = serde_json::to_value(vocab).unwrap_or_default();
+    let list = |name: &str| -> Vec<u64> {
+        ids[name]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default()
+    };
+    // Row `dense` of a table; dense ids are 2 + position (0 padding, 1 OOV).
+    let pick = |table: &[f32], w: usize, raw: &[u64], dense: &dyn Fn(u64) -> i64| {
+        let mut rows = Vec::with_capacity(raw.len() * w);
+        for &id in raw {
+            let d = dense(id) as usize;
+            rows.extend_from_slice(&table[d * w..(d + 1) * w]);
+        }
+        rows
+    };
+    let [item_name, category_name, tag_name] = names;
+    let (item, w) = rows_of(item_name)?;
+    let item_oov = item[OOV_ROW * w..(OOV_ROW + 1) * w].to_vec();
+    let (cats, cw) = rows_of(category_name)?;
+    let category_ids = list("categories");
+    let category_rows = pick(&cats, cw, &category_ids, &|id| vocab.category(id));
+    let category_oov = cats[OOV_ROW * cw..(OOV_ROW + 1) * cw].to_vec();
+    let tags = if vars.contains_key(tag_name) {
+        let (tags, tw) = rows_of(tag_name)?;
+        let tag_ids = list("tags");
+        let rows = pick(&tags, tw, &tag_ids, &|id| vocab.tag(id));
+        Some((
+            tag_ids,
+            rows,
+            tags[OOV_ROW * tw..(OOV_ROW + 1) * tw].to_vec(),
+        ))
+    } else {
+        None
+    };
+    Ok(ItemFeatureTables {
+        part_dim: w,
+        item_oov,
+        category_ids,
+        category_rows,
+        category_oov,
+        tags,
+        max_categories: vocab.max_categories,
+        max_tags: vocab.max_tags,
+    })
+}
+
 impl TrainedModel {
     /// A freshly initialised (untrained) model: for tests and benchmarks.
     pub fn init(
@@ -286,64 +355,13 @@ impl TrainedModel {
     /// rows that make the vector of any item from its features (see
     /// [`ItemFeatureTables`]).
     pub fn item_feature_tables(&self) -> Result<ItemFeatureTables> {
-        let vars = self.net().vs.variables();
-        let missing = |name: &str| {
-            ModelError::InvalidConfig(format!(
-                "a {} model has no {name} table to take item vectors from",
-                self.config.kind
-            ))
-        };
-        let rows_of = |name: &str| -> Result<(Vec<f32>, usize)> {
-            let t = vars.get(name).ok_or_else(|| missing(name))?;
-            let width = t.size().get(1).copied().unwrap_or(0) as usize;
-            let v =
-                Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).contiguous().flatten(0, -1))?;
-            Ok((v, width))
-        };
-        let ids = serde_json::to_value(&self.vocab).unwrap_or_default();
-        let list = |name: &str| -> Vec<u64> {
-            ids[name]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
-                .unwrap_or_default()
-        };
-        // Row `dense` of a table; dense ids are 2 + position (0 padding, 1 OOV).
-        let pick = |table: &[f32], w: usize, raw: &[u64], dense: &dyn Fn(u64) -> i64| {
-            let mut rows = Vec::with_capacity(raw.len() * w);
-            for &id in raw {
-                let d = dense(id) as usize;
-                rows.extend_from_slice(&table[d * w..(d + 1) * w]);
-            }
-            rows
-        };
-        let (item, w) = rows_of("embedding.item")?;
-        let item_oov = item[OOV_ROW * w..(OOV_ROW + 1) * w].to_vec();
-        let (cats, cw) = rows_of("embedding.category")?;
-        let category_ids = list("categories");
-        let category_rows = pick(&cats, cw, &category_ids, &|id| self.vocab.category(id));
-        let category_oov = cats[OOV_ROW * cw..(OOV_ROW + 1) * cw].to_vec();
-        let tags = if vars.contains_key("embedding.tag") {
-            let (tags, tw) = rows_of("embedding.tag")?;
-            let tag_ids = list("tags");
-            let rows = pick(&tags, tw, &tag_ids, &|id| self.vocab.tag(id));
-            Some((
-                tag_ids,
-                rows,
-                tags[OOV_ROW * tw..(OOV_ROW + 1) * tw].to_vec(),
-            ))
-        } else {
-            None
-        };
-        Ok(ItemFeatureTables {
-            part_dim: w,
-            item_oov,
-            category_ids,
-            category_rows,
-            category_oov,
-            tags,
-            max_categories: self.vocab.max_categories,
-            max_tags: self.vocab.max_tags,
-        })
+        let kind = self.config.kind.to_string();
+        feature_tables_of(
+            &self.net().vs.variables(),
+            &self.vocab,
+            ["embedding.item", "embedding.category", "embedding.tag"],
+            &kind,
+        )
     }
 
     fn net(&self) -> MutexGuard<'_, Net> {

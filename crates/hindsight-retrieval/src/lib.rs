@@ -384,6 +384,63 @@ impl Retriever {
         self.strategy.retrieve_batch(history, queries)
     }
 
+    /// [`Retriever::retrieve_batch_in`] with the queries split over
+    /// `threads` threads (contiguous shares, each a batch of its own, on
+    /// scoped threads of this call), merged in query order with each
+    /// distinct behavior once. For a request whose latency matters more
+    /// than the throughput of the cores (one request at a time, many
+    /// candidates); `threads <= 1`, or fewer than 8 queries a thread, runs
+    /// on the caller's thread. The results are those of
+    /// [`Retriever::retrieve_batch_in`].
+    pub fn retrieve_batch_threads(
+        &self,
+        history: &History<'_>,
+        queries: &[Query<'_>],
+        threads: usize,
+    ) -> Result<BatchRetrieved> {
+        let threads = threads.min(queries.len() / 8).max(1);
+        if threads == 1 {
+            return self.strategy.retrieve_batch(history, queries);
+        }
+        let share = queries.len().div_ceil(threads);
+        let parts: Vec<Result<BatchRetrieved>> = std::thread::scope(|s| {
+            let handles: Vec<_> = queries
+                .chunks(share)
+                .map(|part| s.spawn(move || self.strategy.retrieve_batch(history, part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        let mut out = BatchRetrieved::with_queries(0);
+        let mut by_seq: strategies::FastMap<hindsight_core::Seq, u32> = Default::default();
+        for part in parts {
+            let part = part?;
+            let remap: Vec<u32> = part
+                .behaviors
+                .into_iter()
+                .map(|b| {
+                    let next = out.behaviors.len() as u32;
+                    let at = *by_seq.entry(b.seq).or_insert(next);
+                    if at == next {
+                        out.behaviors.push(b);
+                    }
+                    at
+                })
+                .collect();
+            out.hits.extend(part.hits.into_iter().map(|hits| {
+                hits.into_iter()
+                    .map(|h| BatchHit {
+                        behavior: remap[h.behavior as usize],
+                        score: h.score,
+                    })
+                    .collect()
+            }));
+        }
+        Ok(out)
+    }
+
     /// [`Retriever::retrieve_many`] on a history the caller already holds
     /// (e.g. to also report its length).
     pub fn retrieve_many_in(

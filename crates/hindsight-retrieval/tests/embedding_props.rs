@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use hindsight_core::{AsOf, Behavior, BehaviorFilter, ItemFeatures, Target};
 use hindsight_embeddings::{
-    dot, hamming, EmbeddingStore, Embeddings, FeatureTable, FeatureTables, HashSettings, IndexRef,
-    ModelRef,
+    dot, hamming, EmbeddingStore, Embeddings, FeatureCombine, FeatureTable, FeatureTables,
+    HashSettings, IndexRef, ModelRef,
 };
 use hindsight_index::{BehaviorIndex, NewBehavior};
 use hindsight_logs::DatasetMapping;
@@ -95,6 +95,7 @@ fn case() -> impl Strategy<Value = Case> {
 /// are unknown and take the OOV row).
 fn tables() -> FeatureTables {
     FeatureTables {
+        combine: FeatureCombine::Concat,
         item_oov: vec![0.5, -1.0],
         categories: FeatureTable {
             ids: vec![0, 1, 2, 3],
@@ -229,6 +230,131 @@ proptest! {
             }
             let got: Vec<(f32, u32)> = got.iter().map(|h| (h.score, h.behavior.seq)).collect();
             prop_assert_eq!(got, want, "sdim");
+        }
+        // A batch of each user's queries gives each query its own result,
+        // on one thread and split over two.
+        for user in 0..5u64 {
+            let qs: Vec<Query<'_>> = case.queries.iter().filter(|q| q.0 == user)
+                .map(|(_, target, n, as_of, filter)| Query::new(target, *n).as_of(*as_of).filter(filter.clone()))
+                .collect();
+            for r in [&soft, &eta, &sdim] {
+                let one: Vec<_> = qs.iter().map(|q| r.retrieve(&snap, user, q).unwrap()).collect();
+                let history = snap.history(user);
+                prop_assert_eq!(&r.retrieve_batch(&snap, user, &qs).unwrap().to_vecs(), &one, "{}", r.name());
+                prop_assert_eq!(&r.retrieve_batch_threads(&history, &qs, 2).unwrap().to_vecs(), &one, "{} on 2 threads", r.name());
+            }
+        }
+    }
+}
+
+/// Batches over a long history (several tiles of the shared passes, runs
+/// in three segments, as-of points inside tiles) give each candidate
+/// exactly its own result.
+#[test]
+fn batches_over_long_histories_equal_single_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = DatasetMapping::preset("taobao").unwrap();
+    let index = BehaviorIndex::create(dir.path(), &m).unwrap();
+    let mut s = 5u64;
+    let mut next = || {
+        s = hindsight_core::splitmix64(s);
+        s
+    };
+    let behaviors: Vec<NewBehavior> = (0..9000i64)
+        .map(|ts| {
+            let item = next() % 400;
+            NewBehavior {
+                user_id: 1 + (next() % 8 == 0) as u64,
+                item_id: item,
+                features: ItemFeatures::with_categories(vec![item % 4]),
+                behavior_type: (next() % 3) as u8,
+                timestamp: ts,
+            }
+        })
+        .collect();
+    let vectors: Vec<[i8; DIM]> = (0..30)
+        .map(|_| std::array::from_fn(|_| (next() % 9) as i8 - 4))
+        .collect();
+    let case = Case {
+        batches: Vec::new(),
+        vectors,
+        held: vec![true; 30],
+        hash: HashSettings::default(),
+        queries: Vec::new(),
+    };
+    index.append(&behaviors[..3000]).unwrap();
+    // Items 30.. are not in the store: their vectors come from features.
+    let emb = Arc::new(Embeddings::new(store(&case, &index)));
+    index.append(&behaviors[3000..7000]).unwrap();
+    index.append(&behaviors[7000..]).unwrap();
+    let snap = index.refresh().unwrap();
+    emb.warm(&snap);
+    let ctx = RetrievalContext {
+        embeddings: Some(emb),
+    };
+    let targets: Vec<Target> = (0..40u64)
+        .map(|i| Target {
+            item_id: i * 11 % 430,
+            features: ItemFeatures::with_categories(vec![i % 6]),
+        })
+        .collect();
+    let qs: Vec<Query<'_>> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let q = Query::new(t, [50, 1, 0, 300][i % 4]);
+            let q = match i % 5 {
+                0 => q,
+                1 => q.as_of(AsOf {
+                    seq: Some(1 + 97 * i as u32),
+                    timestamp: None,
+                }),
+                2 => q.as_of(AsOf {
+                    seq: None,
+                    timestamp: Some(100 * i as i64),
+                }),
+                _ => q.as_of(AsOf {
+                    seq: Some(4000 - 50 * i as u32),
+                    timestamp: None,
+                }),
+            };
+            if i % 7 == 3 {
+                q.filter(BehaviorFilter {
+                    behavior_types: vec![1],
+                    since: None,
+                    until: None,
+                })
+            } else {
+                q
+            }
+        })
+        .collect();
+    for kind in [StrategyKind::SimSoft, StrategyKind::Eta, StrategyKind::Sdim] {
+        let r = Retriever::for_kind(kind, &ctx).unwrap();
+        for user in [1u64, 2] {
+            let one: Vec<_> = qs
+                .iter()
+                .map(|q| r.retrieve(&snap, user, q).unwrap())
+                .collect();
+            assert!(
+                one.iter().any(|o| o.len() == 50),
+                "{kind}: long results expected"
+            );
+            let history = snap.history(user);
+            assert_eq!(
+                r.retrieve_batch(&snap, user, &qs).unwrap().to_vecs(),
+                one,
+                "{kind}"
+            );
+            for threads in [2, 3] {
+                assert_eq!(
+                    r.retrieve_batch_threads(&history, &qs, threads)
+                        .unwrap()
+                        .to_vecs(),
+                    one,
+                    "{kind} on {threads} threads"
+                );
+            }
         }
     }
 }

@@ -12,10 +12,12 @@ use serde::Serialize;
 
 /// Item embeddings for retrieval (sim-soft, eta, sdim).
 ///
-/// `attach` takes every indexed item's vector from a trained checkpoint
-/// (DIN's item representation: [item embedding, mean category embedding,
-/// mean tag embedding]; an item the checkpoint never saw gets its OOV item
-/// row with its features' embeddings), computes their ETA SimHash codes
+/// `attach` takes every indexed item's vector from a trained checkpoint:
+/// a CTR model's (DIN's item representation: [item embedding, mean
+/// category embedding, mean tag embedding]) or a SASRec recall model's
+/// (its item tower: item embedding + mean category embedding + mean tag
+/// embedding); an item the checkpoint never saw gets its OOV item row with
+/// its features' embeddings. It computes their ETA SimHash codes
 /// and SDIM signatures from random hyperplanes of a recorded seed, and
 /// writes INDEX/embeddings/store.hse (checksummed; records the checkpoint's
 /// weights sha256 and the index's identity). Attaching again replaces the
@@ -46,8 +48,9 @@ pub struct AttachArgs {
     /// Index folder (opened read-only: works beside a running server).
     #[arg(long)]
     pub index: PathBuf,
-    /// Checkpoint folder (e.g. a DIN trained with `hindsight train`) on an
-    /// index of the same dataset.
+    /// Checkpoint folder on an index of the same dataset: a CTR model
+    /// (e.g. DIN from `hindsight train`) or a SASRec recall model (`hindsight
+    /// train --model sasrec`).
     #[arg(long)]
     pub model: PathBuf,
     /// Bits of the ETA SimHash code (1 to 64).
@@ -105,6 +108,9 @@ struct Summary {
     /// Bytes of the per-segment doc -> code arrays a process that loads
     /// the store holds for the index's current behaviors (20 per behavior).
     doc_arrays_bytes: u64,
+    /// Bytes of the int8 copies of the docs' vectors `sim-soft` adds once
+    /// it is used (`ceil(dim / 4) * 4 + 4` per behavior).
+    soft_vectors_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     seconds: Option<f64>,
 }
@@ -134,13 +140,18 @@ fn print_summary(s: &Summary, json: bool, verb: &str) -> Result<()> {
     );
     println!("  index {}", m.index);
     println!(
-        "  doc -> code arrays when loaded: {} bytes",
-        s.doc_arrays_bytes
+        "  doc -> code arrays when loaded: {} bytes (+ {} bytes of quantised vectors once sim-soft is used)",
+        s.doc_arrays_bytes, s.soft_vectors_bytes
     );
     if let Some(t) = s.seconds {
         println!("  in {t:.1} s");
     }
     Ok(())
+}
+
+/// See [`Summary::soft_vectors_bytes`].
+fn soft_bytes(dim: usize, behaviors: u64) -> u64 {
+    (dim.div_ceil(4) as u64 * 4 + 4) * behaviors
 }
 
 fn info(a: InfoArgs) -> Result<()> {
@@ -154,14 +165,35 @@ fn info(a: InfoArgs) -> Result<()> {
         items_in_checkpoint: None,
         meta: store.meta().clone(),
         doc_arrays_bytes: 20 * index.snapshot().num_behaviors(),
+        soft_vectors_bytes: soft_bytes(store.dim(), index.snapshot().num_behaviors()),
         seconds: None,
     };
     print_summary(&summary, a.json, "holds")
 }
 
-/// The verified weights sha256 of a checkpoint (loading checks it).
+/// Whether the checkpoint in `dir` is a SASRec recall model (its
+/// `config.json` says `"kind": "sasrec"`); anything else is left to the
+/// CTR loader, which says what is wrong with it.
+#[cfg(feature = "model")]
+fn is_sasrec(dir: &std::path::Path) -> bool {
+    std::fs::read(dir.join(hindsight_model::CONFIG_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .is_some_and(|k| k == hindsight_model::recall::SASREC_KIND)
+}
+
+/// The verified weights sha256 of a checkpoint, CTR or SASRec (loading
+/// checks it).
 #[cfg(feature = "model")]
 pub fn checkpoint_sha(dir: &std::path::Path) -> Result<String> {
+    if is_sasrec(dir) {
+        let model = hindsight_model::recall::TrainedRecall::load(
+            dir,
+            hindsight_model::Device::Cpu.resolve()?,
+        )?;
+        return Ok(model.weights_sha256().to_owned());
+    }
     let model = hindsight_model::TrainedModel::load(dir, hindsight_model::Device::Cpu)?;
     model.weights_sha256().map(str::to_owned).ok_or_else(|| {
         anyhow::anyhow!(
@@ -171,15 +203,83 @@ pub fn checkpoint_sha(dir: &std::path::Path) -> Result<String> {
     })
 }
 
+/// An attach source's item vectors and what makes an unseen item's.
+#[cfg(feature = "model")]
+struct ItemVectors {
+    vectors: Vec<f32>,
+    dim: usize,
+    /// Items the checkpoint's vocabulary holds.
+    known: usize,
+    tables: hindsight_model::ItemFeatureTables,
+    combine: hindsight_embeddings::FeatureCombine,
+    kind: String,
+    sha: String,
+    representation: &'static str,
+}
+
+#[cfg(feature = "model")]
+fn item_vectors_of(
+    dir: &std::path::Path,
+    index: &BehaviorIndex,
+    targets: &[hindsight_core::Target],
+) -> Result<ItemVectors> {
+    use anyhow::Context;
+    use hindsight_embeddings::FeatureCombine;
+    use hindsight_engine::RetrievalSettings;
+    use hindsight_model::{Device, TrainedModel};
+
+    let load = || format!("loading the checkpoint {}", dir.display());
+    if is_sasrec(dir) {
+        let model = hindsight_model::recall::TrainedRecall::load(dir, Device::Cpu.resolve()?)
+            .with_context(load)?;
+        let items: Vec<(u64, hindsight_core::ItemFeatures)> = targets
+            .iter()
+            .map(|t| (t.item_id, t.features.clone()))
+            .collect();
+        let vocab = model.vocab();
+        return Ok(ItemVectors {
+            vectors: model.item_vectors(&items)?,
+            dim: model.dim(),
+            known: targets
+                .iter()
+                .filter(|t| vocab.item(t.item_id) > hindsight_model::OOV)
+                .count(),
+            tables: model.item_feature_tables()?,
+            combine: FeatureCombine::Sum,
+            kind: hindsight_model::recall::SASREC_KIND.to_owned(),
+            sha: model.weights_sha256().to_owned(),
+            representation: "SASRec's item tower of the checkpoint (item embedding + mean category embedding + mean tag embedding)",
+        });
+    }
+    let model = TrainedModel::load(dir, Device::Cpu).with_context(load)?;
+    RetrievalSettings::of(&model)?.check_index(index)?;
+    let sha = model.weights_sha256().map(str::to_owned).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} records no weights checksum (saved by an older build); retrain it so that the embeddings can name it",
+            dir.display()
+        )
+    })?;
+    Ok(ItemVectors {
+        vectors: model.item_vectors(targets)?,
+        dim: model.item_vector_dim(),
+        known: targets
+            .iter()
+            .filter(|t| model.vocab().item(t.item_id) > hindsight_model::OOV)
+            .count(),
+        tables: model.item_feature_tables()?,
+        combine: FeatureCombine::Concat,
+        kind: model.config().kind.to_string(),
+        sha,
+        representation: "[item embedding, mean category embedding, mean tag embedding] of the checkpoint (the item representation DIN attends with)",
+    })
+}
+
 #[cfg(feature = "model")]
 fn attach(a: AttachArgs) -> Result<()> {
     use std::collections::BTreeMap;
 
-    use anyhow::Context;
     use hindsight_core::{ItemFeatures, Target};
     use hindsight_embeddings::{FeatureTable, FeatureTables, HashSettings, IndexRef, ModelRef};
-    use hindsight_engine::RetrievalSettings;
-    use hindsight_model::{Device, TrainedModel};
 
     let t0 = Instant::now();
     let hash = HashSettings {
@@ -190,15 +290,6 @@ fn attach(a: AttachArgs) -> Result<()> {
     };
     hash.validate()?;
     let index = BehaviorIndex::open_read_only(&a.index)?;
-    let model = TrainedModel::load(&a.model, Device::Cpu)
-        .with_context(|| format!("loading the checkpoint {}", a.model.display()))?;
-    RetrievalSettings::of(&model)?.check_index(&index)?;
-    let sha = model.weights_sha256().map(str::to_owned).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} records no weights checksum (saved by an older build); retrain it so that the embeddings can name it",
-            a.model.display()
-        )
-    })?;
     let snap = index.snapshot();
     let mut items: BTreeMap<u64, ItemFeatures> = BTreeMap::new();
     snap.for_each_item(|item, f| {
@@ -214,14 +305,10 @@ fn attach(a: AttachArgs) -> Result<()> {
         .into_iter()
         .map(|(item_id, features)| Target { item_id, features })
         .collect();
-    let vectors = model.item_vectors(&targets)?;
-    let dim = model.item_vector_dim();
-    let known = targets
-        .iter()
-        .filter(|t| model.vocab().item(t.item_id) > hindsight_model::OOV)
-        .count();
-    let t = model.item_feature_tables()?;
+    let src = item_vectors_of(&a.model, &index, &targets)?;
+    let t = src.tables;
     let tables = FeatureTables {
+        combine: src.combine,
         item_oov: t.item_oov,
         categories: FeatureTable {
             ids: t.category_ids,
@@ -234,18 +321,17 @@ fn attach(a: AttachArgs) -> Result<()> {
         max_categories: t.max_categories,
         max_tags: t.max_tags,
     };
-    let kind = model.config().kind;
     let store = EmbeddingStore::build(
         targets.iter().map(|t| t.item_id).collect(),
-        vectors,
-        dim,
+        src.vectors,
+        src.dim,
         tables,
         hash,
         ModelRef {
             path: a.model.display().to_string(),
-            kind: kind.to_string(),
-            weights_sha256: sha,
-            representation: "[item embedding, mean category embedding, mean tag embedding] of the checkpoint (the item representation DIN attends with)".into(),
+            kind: src.kind,
+            weights_sha256: src.sha,
+            representation: src.representation.into(),
         },
         IndexRef::of(&index),
     )?;
@@ -254,11 +340,12 @@ fn attach(a: AttachArgs) -> Result<()> {
     let summary = Summary {
         path: path.display().to_string(),
         items: store.len(),
-        dim,
+        dim: src.dim,
         file_bytes: store.file_bytes(),
-        items_in_checkpoint: Some(known),
+        items_in_checkpoint: Some(src.known),
         meta: store.meta().clone(),
         doc_arrays_bytes: 20 * snap.num_behaviors(),
+        soft_vectors_bytes: soft_bytes(src.dim, snap.num_behaviors()),
         seconds: Some(t0.elapsed().as_secs_f64()),
     };
     print_summary(&summary, a.json, "attached")

@@ -126,6 +126,11 @@ impl TrainedRecall {
         self.net.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The feature vocabulary (raw ids to embedding rows).
+    pub fn vocab(&self) -> &FeatureVocab {
+        &self.vocab
+    }
+
     /// The configuration trained with.
     pub fn config(&self) -> &SasRecConfig {
         &self.config
@@ -198,6 +203,20 @@ impl TrainedRecall {
         Ok(Vec::<f32>::try_from(
             m.to_device(tch::Device::Cpu).flatten(0, -1),
         )?)
+    }
+
+    /// The category and tag rows and the OOV rows of the item tower (see
+    /// [`ItemFeatureTables`](crate::ItemFeatureTables)): the tower of an
+    /// unseen item is `item OOV row + mean of its category rows + mean of
+    /// its tag rows`, a sum of three `dim`-wide parts (where DIN's item
+    /// representation concatenates them).
+    pub fn item_feature_tables(&self) -> Result<crate::ItemFeatureTables> {
+        crate::trained::feature_tables_of(
+            &self.net().vs.variables(),
+            &self.vocab,
+            ["item", "category", "tag"],
+            SASREC_KIND,
+        )
     }
 
     /// Writes `config.json` and `weights.safetensors` into `dir`, creating

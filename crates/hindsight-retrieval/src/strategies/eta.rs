@@ -10,9 +10,10 @@
 //! the history: a doc is kept when its distance (`popcount(code ^
 //! target)`) is at most the running cut-off `D`, and `D` drops as soon as
 //! N kept docs are strictly closer than it (a doc at `D` can then never be
-//! among the N). Most docs cost a load, a xor, a popcount and a compare;
-//! the scan runs compiled with POPCNT where the CPU has it
-//! ([`crate::cpu`]). The kept docs (N plus those tied at the end's `D`)
+//! among the N). Docs go eight at a time where the CPU has AVX2
+//! ([`crate::cpu::eta_scan`]: eight xors, a nibble-table popcount and two
+//! compares with `D`), and the eight are looked at one by one only when
+//! one is within (after the first few hundred docs, rarely). The kept docs (N plus those tied at the end's `D`)
 //! are then sorted by (distance, newer first). Score: `m - distance` (the
 //! number of agreeing bits).
 
@@ -21,10 +22,12 @@ use std::sync::Arc;
 
 use hindsight_core::Seq;
 use hindsight_embeddings::Embeddings;
-use hindsight_index::{DocId, History};
+use hindsight_index::{DocId, History, Run};
 
-use super::{admits, embeddings_of, needs_ts_check, Make, StrategyKind};
-use crate::{Query, Result, RetrievalContext, RetrievalStrategy, Retrieved};
+use super::{
+    admits, embeddings_of, materialize, needs_ts_check, BatchBuilder, Make, Pick, StrategyKind,
+};
+use crate::{BatchRetrieved, Query, Result, RetrievalContext, RetrievalStrategy, Retrieved};
 
 /// The running cut-off of the scan and the docs kept under it.
 struct Cut {
@@ -77,36 +80,72 @@ impl Cut {
     }
 }
 
-crate::cpu::avx2_dispatch! {
-    /// The one pass: every eligible doc offered to `cut` when its distance
-    /// is within the cut-off (compiled with POPCNT where the CPU has it).
-    fn scan(
-        emb: &Embeddings,
-        history: &History<'_>,
-        q: &Query<'_>,
-        t: u64,
-        plain: bool,
-        check_ts: bool,
-        cut: &mut Cut,
-    ) {
-        for (ri, run) in history.runs().iter().enumerate() {
-            let codes = emb.segment(run.seg);
-            let end = run.bound(&q.as_of, history.ts_monotonic());
-            let codes = &codes.eta()[run.start as usize..end as usize];
-            for (i, &c) in codes.iter().enumerate() {
-                let d = (c ^ t).count_ones();
-                if d > cut.max {
-                    continue;
-                }
-                let doc = run.start + i as DocId;
-                if !plain && !admits(run.seg, doc, q, check_ts) {
-                    continue;
-                }
-                cut.keep(d, ri, doc);
-            }
+/// One query's pass: its target code and cut.
+struct Pass<'q> {
+    q: &'q Query<'q>,
+    t: u64,
+    plain: bool,
+    check_ts: bool,
+    cut: Cut,
+}
+
+impl<'q> Pass<'q> {
+    fn new(emb: &Embeddings, history: &History<'_>, q: &'q Query<'q>) -> Pass<'q> {
+        let store = emb.store();
+        let check_ts = needs_ts_check(history, q);
+        Pass {
+            q,
+            t: store.target(q.target).eta,
+            plain: !check_ts && q.filter.is_empty(),
+            check_ts,
+            cut: Cut::new(store.eta_bits(), q.n),
         }
     }
+
+    /// Offers every eligible doc of `codes` (docs `first..` of run `ri`)
+    /// whose distance is within the cut-off ([`crate::cpu::eta_scan`]
+    /// compares eight codes at a time).
+    fn scan(&mut self, ri: usize, run: &Run<'_>, first: DocId, codes: &[u64]) {
+        let Pass {
+            q,
+            t,
+            plain,
+            check_ts,
+            cut,
+        } = self;
+        crate::cpu::eta_scan(codes, *t, cut.max, &mut |i, d| {
+            let doc = first + i as DocId;
+            if *plain || admits(run.seg, doc, q, *check_ts) {
+                cut.keep(d, ri, doc);
+            }
+            cut.max
+        });
+    }
+
+    /// The N closest kept docs, closest first, newer first among ties.
+    fn finish(self, runs: &[Run<'_>], bits: u32) -> Vec<Pick> {
+        let max = self.cut.max;
+        let mut kept: Vec<(u32, Seq, usize, DocId)> = self
+            .cut
+            .kept
+            .into_iter()
+            .filter(|k| k.0 <= max)
+            .map(|(d, ri, doc)| (d, runs[ri].seg.seq(doc), ri, doc))
+            .collect();
+        kept.sort_unstable_by_key(|&(d, s, _, _)| (d, Reverse(s)));
+        kept.truncate(self.q.n);
+        kept.into_iter()
+            .map(|(d, _, run, doc)| Pick {
+                run,
+                doc,
+                score: (bits - d) as f32,
+            })
+            .collect()
+    }
 }
+
+/// Codes per tile of a batch's shared pass (16 KB).
+const TILE_DOCS: DocId = 2048;
 
 /// ETA: top N by Hamming distance between SimHash codes, ties to newer.
 #[derive(Debug, Clone)]
@@ -142,30 +181,60 @@ impl RetrievalStrategy for Eta {
         if q.n == 0 {
             return Ok(());
         }
-        let store = self.emb.store();
-        let bits = store.eta_bits();
-        let t = store.target(q.target).eta;
-        let check_ts = needs_ts_check(history, q);
-        let plain = !check_ts && q.filter.is_empty();
         let runs = history.runs();
-        let mut cut = Cut::new(bits, q.n);
-        scan(&self.emb, history, q, t, plain, check_ts, &mut cut);
-        let max = cut.max;
-        let mut kept: Vec<(u32, Seq, usize, DocId)> = cut
-            .kept
-            .into_iter()
-            .filter(|k| k.0 <= max)
-            .map(|(d, ri, doc)| (d, runs[ri].seg.seq(doc), ri, doc))
-            .collect();
-        kept.sort_unstable_by_key(|&(d, s, _, _)| (d, Reverse(s)));
-        kept.truncate(q.n);
-        for (d, _, ri, doc) in kept {
-            out.push(Retrieved {
-                behavior: runs[ri].seg.behavior(doc),
-                score: (bits - d) as f32,
-            });
+        let mut pass = Pass::new(&self.emb, history, q);
+        for (ri, run) in runs.iter().enumerate() {
+            let codes = self.emb.segment(run.seg);
+            let end = run.bound(&q.as_of, history.ts_monotonic());
+            pass.scan(ri, run, run.start, &codes.eta()[run.start as usize..end as usize]);
         }
+        let picks = pass.finish(runs, self.emb.store().eta_bits());
+        materialize(history, &picks, out);
         Ok(())
+    }
+
+    /// The candidates' passes go over the history together, a tile of
+    /// [`TILE_DOCS`] codes at a time (in L1 while every candidate scans
+    /// it), so the codes are read from memory once per request rather
+    /// than once per candidate; each result is exactly its own
+    /// `retrieve`'s.
+    fn retrieve_batch(
+        &self,
+        history: &History<'_>,
+        queries: &[Query<'_>],
+    ) -> Result<BatchRetrieved> {
+        let runs = history.runs();
+        let mut passes: Vec<Pass<'_>> = queries
+            .iter()
+            .map(|q| Pass::new(&self.emb, history, q))
+            .collect();
+        for (ri, run) in runs.iter().enumerate() {
+            let codes = self.emb.segment(run.seg);
+            let ends: Vec<DocId> = queries
+                .iter()
+                .map(|q| run.bound(&q.as_of, history.ts_monotonic()))
+                .collect();
+            let last = ends.iter().copied().max().unwrap_or(run.start);
+            let mut tile = run.start;
+            while tile < last {
+                let tile_end = tile.saturating_add(TILE_DOCS);
+                for (pass, &end) in passes.iter_mut().zip(&ends) {
+                    let stop = tile_end.min(end);
+                    if pass.q.n > 0 && tile < stop {
+                        pass.scan(ri, run, tile, &codes.eta()[tile as usize..stop as usize]);
+                    }
+                }
+                tile = tile_end;
+            }
+        }
+        let bits = self.emb.store().eta_bits();
+        let mut b = BatchBuilder::new(history, queries.len());
+        for (qi, pass) in passes.into_iter().enumerate() {
+            if pass.q.n > 0 {
+                b.set(qi, &pass.finish(runs, bits));
+            }
+        }
+        Ok(b.out)
     }
 }
 

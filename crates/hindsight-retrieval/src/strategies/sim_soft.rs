@@ -3,63 +3,44 @@
 //! Prediction", CIKM 2020, section 4.1): the N behaviors whose item
 //! embedding has the largest inner product with the target's.
 //!
-//! Exact top N over the whole eligible history (no approximate index):
-//! each run's documents are read by doc id from the per-segment arrays of
-//! [`Embeddings`] (a row per doc, the vector by row), scored with
-//! [`dot`], and kept in a [`TopN`] heap keyed by (score, seq), so ties go
-//! to the newer behavior. A behavior's `seq` is read only when its score
-//! reaches the heap's threshold. The scan runs compiled for AVX2 where the
-//! CPU has it ([`crate::cpu`]; same results). The target's vector is its stored row,
-//! or the vector of its features for an item the store does not hold.
+//! Exact top N over the whole eligible history (no approximate index), in
+//! two steps:
+//!
+//! 1. **Bound.** Each run's docs are read in doc order from the segment's
+//!    int8 copies of their vectors ([`SoftBlocks`], a quarter of the f32
+//!    bytes, sequential), eight at a time ([`crate::cpu`]'s kernel), giving
+//!    for each doc a lower and an upper bound of its exact inner product
+//!    ([`hindsight_embeddings::quantized`] derives them). A doc whose upper
+//!    bound is below the N-th largest lower bound of the eligible docs seen
+//!    so far cannot be among the N best and is dropped.
+//! 2. **Rescore.** The docs left (N plus those whose bounds overlap the
+//!    cut: a few dozen at 50k behaviors with dimension 32) are scored with
+//!    the f32 [`dot`] of their full vectors and kept in a [`TopN`] by
+//!    (score, seq), so ties go to the newer behavior.
+//!
+//! The result is exactly the full-precision scan's (the property tests
+//! compare with brute force). The target's vector is its stored row, or
+//! the vector of its features for an item the store does not hold.
 
 use std::sync::Arc;
 
-use hindsight_embeddings::{dot, Embeddings};
-use hindsight_index::{DocId, History};
+use hindsight_embeddings::{
+    dot, Embeddings, QuantizedQuery, SegmentCodes, SoftBlocks, BLOCK_DOCS,
+};
+use hindsight_index::{DocId, History, Run};
 
-use super::{admits, embeddings_of, needs_ts_check, Make, StrategyKind};
-use crate::{Query, Result, RetrievalContext, RetrievalStrategy, Retrieved, TopN};
+use super::{
+    admits, embeddings_of, materialize, needs_ts_check, BatchBuilder, Make, Pick, StrategyKind,
+};
+use crate::{
+    BatchRetrieved, Query, Result, RetrievalContext, RetrievalStrategy, Retrieved, TopN,
+};
 
-/// How many docs ahead of the one scored the scan prefetches the vector:
-/// rows are read in a random order of the store, so without it each doc
-/// waits on a cache miss.
-const PREFETCH: usize = 16;
+/// Docs per tile of a batch's shared pass (a multiple of [`BLOCK_DOCS`]).
+const TILE_DOCS: DocId = 512;
 
-crate::cpu::avx2_dispatch! {
-    /// Scores every eligible doc into `top` (compiled for AVX2 where the
-    /// CPU has it: `dot` runs 8 floats a time; same results).
-    fn scan(
-        emb: &Embeddings,
-        history: &History<'_>,
-        q: &Query<'_>,
-        t: &[f32],
-        plain: bool,
-        check_ts: bool,
-        top: &mut TopN<(usize, DocId)>,
-    ) {
-        let store = emb.store();
-        for (ri, run) in history.runs().iter().enumerate() {
-            let codes = emb.segment(run.seg);
-            let end = run.bound(&q.as_of, history.ts_monotonic());
-            let mut threshold = top.threshold();
-            for doc in run.start..end {
-                if let Some(ahead) = doc.checked_add(PREFETCH as DocId).filter(|&a| a < end) {
-                    crate::cpu::prefetch(codes.vector(store, ahead).as_ptr());
-                }
-                let s = dot(t, codes.vector(store, doc));
-                if threshold.is_some_and(|m| s < m) {
-                    continue;
-                }
-                if !plain && !admits(run.seg, doc, q, check_ts) {
-                    continue;
-                }
-                if top.offer(s, run.seg.seq(doc), (ri, doc)) {
-                    threshold = top.threshold();
-                }
-            }
-        }
-    }
-}
+/// How many survivors ahead of the one rescored the row is prefetched.
+const PREFETCH: usize = 8;
 
 /// SIM soft search: top N by inner product of item embeddings (score: the
 /// inner product).
@@ -82,6 +63,172 @@ impl Make for SimSoft {
     }
 }
 
+/// The N-th largest of the lower bounds offered, kept cheaply: values are
+/// appended, and every time `2N` are held the N largest are selected
+/// (`select_nth_unstable`, linear) and the N-th becomes the cut, so the
+/// cut lags behind the exact N-th largest by at most N offers (a lower
+/// cut only keeps a few more docs for the rescoring: never a wrong
+/// result) at a constant cost per offer, where a heap paid a logarithm
+/// and a branch miss each.
+struct LowerCut {
+    values: Vec<f32>,
+    n: usize,
+    cut: f32,
+}
+
+impl LowerCut {
+    fn new(n: usize) -> LowerCut {
+        LowerCut {
+            values: Vec::with_capacity(2 * n + 1),
+            n,
+            cut: f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, lower: f32) -> f32 {
+        if lower > self.cut {
+            self.values.push(lower);
+            if self.values.len() >= 2 * self.n {
+                self.settle();
+            }
+        }
+        self.cut
+    }
+
+    /// Brings the cut to the exact N-th largest value offered (once N
+    /// have been).
+    fn settle(&mut self) {
+        if self.n == 0 || self.values.len() < self.n {
+            return;
+        }
+        let n = self.n;
+        self.values
+            .select_nth_unstable_by(n - 1, |a, b| b.total_cmp(a));
+        self.values.truncate(n);
+        self.cut = self.values[n - 1];
+    }
+}
+
+/// Step 1's state: the cut and the docs not excluded.
+struct Survivors {
+    lowers: LowerCut,
+    /// (upper bound, run, doc) of the docs whose upper bound reached the
+    /// cut when they were seen (the cut rises: filtered again at the end,
+    /// compacted on the way).
+    kept: Vec<(f32, usize, DocId)>,
+    compact_at: usize,
+}
+
+impl Survivors {
+    fn new(n: usize) -> Survivors {
+        Survivors {
+            lowers: LowerCut::new(n),
+            kept: Vec::with_capacity(2 * n + 64),
+            compact_at: 8 * n + 1024,
+        }
+    }
+
+    /// A lower bound of the N-th largest exact score among the docs seen
+    /// (`-inf` before N docs).
+    fn cut(&self) -> f32 {
+        self.lowers.cut
+    }
+
+    fn keep(&mut self, (lower, upper): (f32, f32), ri: usize, doc: DocId) -> f32 {
+        self.kept.push((upper, ri, doc));
+        let cut = self.lowers.offer(lower);
+        if self.kept.len() >= self.compact_at {
+            self.kept.retain(|k| k.0 >= cut);
+            self.compact_at = self.compact_at.max(2 * self.kept.len());
+        }
+        cut
+    }
+}
+
+/// One query's pass: its quantised target, survivors and cut.
+struct Pass<'q> {
+    q: &'q Query<'q>,
+    t: Vec<f32>,
+    qq: QuantizedQuery,
+    plain: bool,
+    check_ts: bool,
+    survivors: Survivors,
+    cut: f32,
+}
+
+impl SimSoft {
+    fn begin<'q>(&self, history: &History<'_>, q: &'q Query<'q>) -> Pass<'q> {
+        let store = self.emb.store();
+        let t = store.target(q.target).vector;
+        let check_ts = needs_ts_check(history, q);
+        Pass {
+            q,
+            qq: QuantizedQuery::new(&t, store.dim().div_ceil(4).max(1)),
+            t,
+            plain: !check_ts && q.filter.is_empty(),
+            check_ts,
+            survivors: Survivors::new(q.n),
+            cut: f32::NEG_INFINITY,
+        }
+    }
+
+    /// Step 1 over docs `range` of run `ri`.
+    fn bound(&self, pass: &mut Pass<'_>, ri: usize, run: &Run<'_>, blocks: &SoftBlocks, range: (DocId, DocId)) {
+        let e = pass.qq.err * blocks.max_norm();
+        let Pass {
+            q,
+            qq,
+            plain,
+            check_ts,
+            survivors,
+            cut,
+            ..
+        } = pass;
+        *cut = crate::cpu::soft_scan(blocks, qq, e, range, *cut, &mut |doc, acc| {
+            if !*plain && !admits(run.seg, doc, q, *check_ts) {
+                return survivors.cut();
+            }
+            let scale = blocks.block_scales(doc as usize / BLOCK_DOCS)[doc as usize % BLOCK_DOCS];
+            survivors.keep(qq.bounds(acc, scale, e), ri, doc)
+        });
+    }
+
+    /// Step 2: the exact top N of the survivors, best first.
+    fn rescore(&self, pass: Pass<'_>, runs: &[Run<'_>], codes: &[Arc<SegmentCodes>]) -> Vec<Pick> {
+        let store = self.emb.store();
+        let Pass {
+            q,
+            t,
+            mut survivors,
+            cut,
+            ..
+        } = pass;
+        survivors.lowers.settle();
+        let cut = cut.max(survivors.cut());
+        survivors.kept.retain(|k| k.0 >= cut);
+        let kept = &survivors.kept;
+        let mut top: TopN<(usize, DocId)> = TopN::new(q.n);
+        for (i, &(_, ri, doc)) in kept.iter().enumerate() {
+            // Rows are read in the store's random order: ask for the row
+            // a few docs ahead.
+            if let Some(&(_, r, d)) = kept.get(i + PREFETCH) {
+                crate::cpu::prefetch(codes[r].vector(store, d).as_ptr());
+            }
+            let s = dot(&t, codes[ri].vector(store, doc));
+            top.offer(s, runs[ri].seg.seq(doc), (ri, doc));
+        }
+        top.into_sorted_vec()
+            .into_iter()
+            .map(|r| Pick {
+                run: r.value.0,
+                doc: r.value.1,
+                score: r.score,
+            })
+            .collect()
+    }
+}
+
 impl RetrievalStrategy for SimSoft {
     fn name(&self) -> &'static str {
         StrategyKind::SimSoft.as_str()
@@ -96,21 +243,56 @@ impl RetrievalStrategy for SimSoft {
         if q.n == 0 {
             return Ok(());
         }
-        let store = self.emb.store();
-        let target = store.target(q.target);
-        let t = &target.vector[..];
-        let check_ts = needs_ts_check(history, q);
-        let plain = !check_ts && q.filter.is_empty();
         let runs = history.runs();
-        let mut top: TopN<(usize, DocId)> = TopN::new(q.n);
-        scan(&self.emb, history, q, t, plain, check_ts, &mut top);
-        for r in top.into_sorted_vec() {
-            let (ri, doc) = r.value;
-            out.push(Retrieved {
-                behavior: runs[ri].seg.behavior(doc),
-                score: r.score,
-            });
+        let codes: Vec<Arc<SegmentCodes>> = runs.iter().map(|r| self.emb.segment(r.seg)).collect();
+        let mut pass = self.begin(history, q);
+        for (ri, run) in runs.iter().enumerate() {
+            let end = run.bound(&q.as_of, history.ts_monotonic());
+            self.bound(&mut pass, ri, run, codes[ri].soft(self.emb.store()), (run.start, end));
         }
+        materialize(history, &self.rescore(pass, runs, &codes), out);
         Ok(())
+    }
+
+    /// The candidates' passes go over the history together, a tile of
+    /// [`TILE_DOCS`] docs at a time (16 KB of int8 vectors at dimension
+    /// 32, in L1 while every candidate bounds it), so the history is read
+    /// from memory once per request rather than once per candidate; each
+    /// candidate's result is exactly its own `retrieve`'s.
+    fn retrieve_batch(
+        &self,
+        history: &History<'_>,
+        queries: &[Query<'_>],
+    ) -> Result<BatchRetrieved> {
+        let runs = history.runs();
+        let codes: Vec<Arc<SegmentCodes>> = runs.iter().map(|r| self.emb.segment(r.seg)).collect();
+        let mut passes: Vec<Pass<'_>> = queries.iter().map(|q| self.begin(history, q)).collect();
+        for (ri, run) in runs.iter().enumerate() {
+            let blocks = codes[ri].soft(self.emb.store());
+            let ends: Vec<DocId> = queries
+                .iter()
+                .map(|q| run.bound(&q.as_of, history.ts_monotonic()))
+                .collect();
+            let last = ends.iter().copied().max().unwrap_or(run.start);
+            let mut tile = run.start - run.start % BLOCK_DOCS as DocId;
+            while tile < last {
+                let tile_end = tile.saturating_add(TILE_DOCS);
+                for (pass, &end) in passes.iter_mut().zip(&ends) {
+                    let range = (tile.max(run.start), tile_end.min(end));
+                    if pass.q.n > 0 && range.0 < range.1 {
+                        self.bound(pass, ri, run, blocks, range);
+                    }
+                }
+                tile = tile_end;
+            }
+        }
+        let mut b = BatchBuilder::new(history, queries.len());
+        for (qi, pass) in passes.into_iter().enumerate() {
+            if pass.q.n > 0 {
+                let picks = self.rescore(pass, runs, &codes);
+                b.set(qi, &picks);
+            }
+        }
+        Ok(b.out)
     }
 }
