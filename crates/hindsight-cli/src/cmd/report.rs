@@ -664,13 +664,23 @@ fn markdown(r: &Report) -> String {
 }
 
 /// AUC by history bucket, one line per DIN strategy at the main N (and the
-/// full-history reference), mean with ± std error bars.
+/// full-history reference), mean with ± std error bars; for a grid without
+/// DIN, the lines of the first model it has at N. `title` names the
+/// dataset and the protocol; the model is added to it.
 fn plot(t: &Table, n: usize, title: &str, path: &Path) -> Result<()> {
     use plotters::prelude::*;
-    let cs: Vec<Cell<'_>> = cells(&t.rows)
+    let all = cells(&t.rows);
+    let model = if all.iter().any(|c| c.model == "din") {
+        "din"
+    } else {
+        all.iter().find(|c| c.n == n).map_or("din", |c| c.model)
+    };
+    let cs: Vec<Cell<'_>> = all
         .into_iter()
-        .filter(|c| c.model == "din" && (c.n == n || c.section == Section::FullHistory))
+        .filter(|c| c.model == model && (c.n == n || c.section == Section::FullHistory))
         .collect();
+    let title = title.replacen("{model}", &model.to_uppercase(), 1);
+    let title = title.as_str();
     let Some(first) = cs.first() else {
         return Ok(());
     };
@@ -1027,7 +1037,10 @@ pub fn run(a: Args) -> Result<()> {
     plot(
         &report.main,
         n,
-        &format!("{}: DIN test AUC by history length (N = {n})", a.dataset),
+        &format!(
+            "{}: {{model}} test AUC by history length (N = {n})",
+            a.dataset
+        ),
         &a.out.join("auc_by_history.png"),
     )?;
     if plan.hard_negatives {
@@ -1064,7 +1077,7 @@ pub fn run(a: Args) -> Result<()> {
                 h,
                 n,
                 &format!(
-                    "{}: DIN test AUC by history length, hard negatives (N = {n})",
+                    "{}: {{model}} test AUC by history length, hard negatives (N = {n})",
                     a.dataset
                 ),
                 &a.out.join("auc_by_history_hard.png"),
@@ -1266,5 +1279,36 @@ learning_rate = 0.002
         );
         let by = by_history_md(&t, 50);
         assert!(by.contains("| ubr | 50 | 0.8600 ± 0.0100 (n=10) |"), "{by}");
+    }
+
+    /// A grid without DIN (e.g. ATRank and BST only) still gets its plot,
+    /// of its first model; an empty grid writes none.
+    #[test]
+    fn grids_without_din_are_plotted_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<GridRow> = (0..3)
+            .flat_map(|seed| {
+                [
+                    row("ubr", 50, "bst", seed, 0.83, Section::Main),
+                    row("ubr", 50, "atrank", seed, 0.75, Section::Main),
+                ]
+            })
+            .collect();
+        let t = Table {
+            protocol: Protocol::default(),
+            samples: None,
+            rows,
+        };
+        let path = dir.path().join("auc_by_history.png");
+        plot(&t, 50, "d: {model} test AUC by history length", &path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+        let empty = Table {
+            protocol: Protocol::default(),
+            samples: None,
+            rows: Vec::new(),
+        };
+        let none = dir.path().join("none.png");
+        plot(&empty, 50, "d", &none).unwrap();
+        assert!(!none.exists());
     }
 }

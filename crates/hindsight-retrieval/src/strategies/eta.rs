@@ -11,11 +11,11 @@
 //! target)`) is at most the running cut-off `D`, and `D` drops as soon as
 //! N kept docs are strictly closer than it (a doc at `D` can then never be
 //! among the N). Docs go eight at a time where the CPU has AVX2
-//! ([`crate::cpu::eta_scan`]: eight xors, a nibble-table popcount and two
-//! compares with `D`), and the eight are looked at one by one only when
-//! one is within (after the first few hundred docs, rarely). The kept docs (N plus those tied at the end's `D`)
-//! are then sorted by (distance, newer first). Score: `m - distance` (the
-//! number of agreeing bits).
+//! (`cpu::eta_scan`: eight xors, a nibble-table popcount and two compares
+//! with `D`), and the eight are looked at one by one only when one is
+//! within (after the first few hundred docs, rarely). The kept docs (N
+//! plus those tied at the end's `D`) are then sorted by (distance, newer
+//! first). Score: `m - distance` (the number of agreeing bits).
 
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ impl<'q> Pass<'q> {
     }
 
     /// Offers every eligible doc of `codes` (docs `first..` of run `ri`)
-    /// whose distance is within the cut-off ([`crate::cpu::eta_scan`]
+    /// whose distance is within the cut-off (`cpu::eta_scan`
     /// compares eight codes at a time).
     fn scan(&mut self, ri: usize, run: &Run<'_>, first: DocId, codes: &[u64]) {
         let Pass {
