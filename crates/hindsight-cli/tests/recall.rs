@@ -38,6 +38,19 @@ fn item_ids(array: &serde_json::Value) -> Vec<u64> {
         .collect()
 }
 
+/// `list` (a JSON array of objects with a `score`) holds `len` entries,
+/// best first.
+fn assert_descending_scores(list: &serde_json::Value, len: usize) {
+    let scores: Vec<f64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), len, "{list}");
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+}
+
 #[test]
 fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/movielens-small");
@@ -166,14 +179,7 @@ fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
         "50",
         "--json",
     ]));
-    let scores: Vec<f64> = ranked["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["score"].as_f64().unwrap())
-        .collect();
-    assert_eq!(scores.len(), 5);
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert_descending_scores(&ranked["items"], 5);
 
     // SASRec's item tower as the embeddings of the retrieval strategies
     // (summed parts), and a CTR model trained on what they retrieve, which
@@ -204,14 +210,7 @@ fn sasrec_ann_recommend_and_eval_recall_on_real_movielens() {
         "5",
         "--json",
     ]));
-    let scores: Vec<f64> = soft["behaviors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["score"].as_f64().unwrap())
-        .collect();
-    assert_eq!(scores.len(), 5, "{soft}");
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert_descending_scores(&soft["behaviors"], 5);
     let soft_ctr = p("din-soft");
     let trained = json(&run(&[
         "train",

@@ -25,7 +25,8 @@ use hindsight_embeddings::Embeddings;
 use hindsight_index::{DocId, History, Run};
 
 use super::{
-    admits, embeddings_of, materialize, needs_ts_check, BatchBuilder, Make, Pick, StrategyKind,
+    admits, embeddings_of, for_each_tile, materialize, needs_ts_check, BatchBuilder, Make, Pick,
+    StrategyKind,
 };
 use crate::{BatchRetrieved, Query, Result, RetrievalContext, RetrievalStrategy, Retrieved};
 
@@ -210,22 +211,9 @@ impl RetrievalStrategy for Eta {
             .collect();
         for (ri, run) in runs.iter().enumerate() {
             let codes = self.emb.segment(run.seg);
-            let ends: Vec<DocId> = queries
-                .iter()
-                .map(|q| run.bound(&q.as_of, history.ts_monotonic()))
-                .collect();
-            let last = ends.iter().copied().max().unwrap_or(run.start);
-            let mut tile = run.start;
-            while tile < last {
-                let tile_end = tile.saturating_add(TILE_DOCS);
-                for (pass, &end) in passes.iter_mut().zip(&ends) {
-                    let stop = tile_end.min(end);
-                    if pass.q.n > 0 && tile < stop {
-                        pass.scan(ri, run, tile, &codes.eta()[tile as usize..stop as usize]);
-                    }
-                }
-                tile = tile_end;
-            }
+            for_each_tile(history, run, queries, (TILE_DOCS, 1), |qi, (from, to)| {
+                passes[qi].scan(ri, run, from, &codes.eta()[from as usize..to as usize]);
+            });
         }
         let bits = self.emb.store().eta_bits();
         let mut b = BatchBuilder::new(history, queries.len());

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use hindsight_core::FeatureKind;
-use hindsight_index::{DocId, History, KeyPostings, SegmentView};
+use hindsight_index::{DocId, History, KeyPostings, Run, SegmentView};
 
 use crate::{BatchHit, BatchRetrieved, Query, Result, Retrieved};
 
@@ -292,6 +292,38 @@ impl<'h, 'a> BatchBuilder<'h, 'a> {
             });
         }
         self.out.hits[q] = hits;
+    }
+}
+
+/// The shared pass of a batch over one run: calls `scan(query, range)`
+/// for every query with a budget, over the run's docs below that query's
+/// as-of bound, one tile of `tile` docs at a time with every query per
+/// tile (tiles start at the run's first doc rounded down to a multiple of
+/// `align`), so a tile's codes stay in cache while all the candidates read
+/// them. The ranges of one query are consecutive and cover exactly what
+/// a single query would scan.
+pub(crate) fn for_each_tile(
+    history: &History<'_>,
+    run: &Run<'_>,
+    queries: &[Query<'_>],
+    (tile, align): (DocId, DocId),
+    mut scan: impl FnMut(usize, (DocId, DocId)),
+) {
+    let ends: Vec<DocId> = queries
+        .iter()
+        .map(|q| run.bound(&q.as_of, history.ts_monotonic()))
+        .collect();
+    let last = ends.iter().copied().max().unwrap_or(run.start);
+    let mut at = run.start - run.start % align.max(1);
+    while at < last {
+        let next = at.saturating_add(tile);
+        for (qi, (q, &end)) in queries.iter().zip(&ends).enumerate() {
+            let range = (at.max(run.start), next.min(end));
+            if q.n > 0 && range.0 < range.1 {
+                scan(qi, range);
+            }
+        }
+        at = next;
     }
 }
 

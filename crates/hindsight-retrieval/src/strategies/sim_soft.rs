@@ -30,7 +30,8 @@ use hindsight_embeddings::{
 use hindsight_index::{DocId, History, Run};
 
 use super::{
-    admits, embeddings_of, materialize, needs_ts_check, BatchBuilder, Make, Pick, StrategyKind,
+    admits, embeddings_of, for_each_tile, materialize, needs_ts_check, BatchBuilder, Make, Pick,
+    StrategyKind,
 };
 use crate::{
     BatchRetrieved, Query, Result, RetrievalContext, RetrievalStrategy, Retrieved, TopN,
@@ -269,22 +270,10 @@ impl RetrievalStrategy for SimSoft {
         let mut passes: Vec<Pass<'_>> = queries.iter().map(|q| self.begin(history, q)).collect();
         for (ri, run) in runs.iter().enumerate() {
             let blocks = codes[ri].soft(self.emb.store());
-            let ends: Vec<DocId> = queries
-                .iter()
-                .map(|q| run.bound(&q.as_of, history.ts_monotonic()))
-                .collect();
-            let last = ends.iter().copied().max().unwrap_or(run.start);
-            let mut tile = run.start - run.start % BLOCK_DOCS as DocId;
-            while tile < last {
-                let tile_end = tile.saturating_add(TILE_DOCS);
-                for (pass, &end) in passes.iter_mut().zip(&ends) {
-                    let range = (tile.max(run.start), tile_end.min(end));
-                    if pass.q.n > 0 && range.0 < range.1 {
-                        self.bound(pass, ri, run, blocks, range);
-                    }
-                }
-                tile = tile_end;
-            }
+            let tiles = (TILE_DOCS, BLOCK_DOCS as DocId);
+            for_each_tile(history, run, queries, tiles, |qi, range| {
+                self.bound(&mut passes[qi], ri, run, blocks, range);
+            });
         }
         let mut b = BatchBuilder::new(history, queries.len());
         for (qi, pass) in passes.into_iter().enumerate() {
