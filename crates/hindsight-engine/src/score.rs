@@ -190,8 +190,12 @@ impl Scorer {
         let ctx = RetrievalContext {
             embeddings: self.embeddings.clone(),
         };
-        let retrieved =
-            Retriever::for_kind(strategy, &ctx)?.retrieve_many_in(&history, &queries)?;
+        // The batch path: what candidates share (postings of a category,
+        // the pass over the history of the embedding strategies) is done
+        // once; each candidate's result equals its single query's.
+        let retrieved = Retriever::for_kind(strategy, &ctx)?
+            .retrieve_batch_in(&history, &queries)?
+            .to_vecs();
         let t1 = Instant::now();
         let examples: Vec<Example> = input
             .targets
