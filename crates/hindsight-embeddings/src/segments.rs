@@ -214,7 +214,9 @@ impl Embeddings {
     /// [`warm`](Self::warm), then builds the quantised vectors `sim-soft`
     /// reads ([`SegmentCodes::soft`]) of every segment of `snapshot` that
     /// lacks them, so that no query pays for it (one pass over a segment's
-    /// docs: about 25 ms for 100k behaviors at dimension 64).
+    /// docs; on the movielens index, 100k behaviors at dimension 64, the
+    /// first `sim-soft` retrieval, which builds them, took 25.7 ms against
+    /// 38 us for `eta`).
     pub fn warm_soft(&self, snapshot: &Snapshot) -> WarmReport {
         let mut report = self.warm(snapshot);
         let mut extra = 0;

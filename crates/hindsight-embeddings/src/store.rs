@@ -575,6 +575,34 @@ impl EmbeddingStore {
         v
     }
 
+    /// The vector of a target: its stored row, or the vector of its
+    /// features when the store does not hold the item (what `sim-soft`
+    /// needs, without the codes [`target`](Self::target) also computes).
+    pub fn target_vector(&self, target: &Target) -> std::borrow::Cow<'_, [f32]> {
+        match self.row(target.item_id) {
+            Some(r) => std::borrow::Cow::Borrowed(self.vector(r)),
+            None => std::borrow::Cow::Owned(self.features_vector(&target.features)),
+        }
+    }
+
+    /// The ETA code of a target (as in [`target`](Self::target), without
+    /// its SDIM signature).
+    pub fn target_eta(&self, target: &Target) -> u64 {
+        match self.row(target.item_id) {
+            Some(r) => self.eta_code(r),
+            None => self.eta_of(&self.features_vector(&target.features)),
+        }
+    }
+
+    /// The SDIM signature of a target (as in [`target`](Self::target),
+    /// without its ETA code).
+    pub fn target_sdim(&self, target: &Target) -> u64 {
+        match self.row(target.item_id) {
+            Some(r) => self.sdim_code(r),
+            None => self.sdim_of(&self.features_vector(&target.features)),
+        }
+    }
+
     /// The vector and codes of a target: its stored row, or computed from
     /// its features when the store does not hold the item.
     pub fn target(&self, target: &Target) -> TargetCodes {

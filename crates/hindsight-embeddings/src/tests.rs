@@ -443,3 +443,25 @@ fn version_one_files_load_as_concatenated() {
     let f = ItemFeatures::with_categories(vec![10]);
     assert_eq!(back.features_vector(&f), store.features_vector(&f));
 }
+
+/// The narrow target lookups the strategies use give what `target` gives,
+/// for a stored item and for one made from its features.
+#[test]
+fn narrow_target_lookups_agree_with_target() {
+    let store = sample_store();
+    for target in [
+        Target {
+            item_id: 5,
+            features: ItemFeatures::with_categories(vec![10]),
+        },
+        Target {
+            item_id: 99,
+            features: ItemFeatures::with_categories(vec![20, 30]),
+        },
+    ] {
+        let all = store.target(&target);
+        assert_eq!(&store.target_vector(&target)[..], &all.vector[..]);
+        assert_eq!(store.target_eta(&target), all.eta);
+        assert_eq!(store.target_sdim(&target), all.sdim);
+    }
+}

@@ -96,7 +96,7 @@ impl<'q> Pass<'q> {
         let check_ts = needs_ts_check(history, q);
         Pass {
             q,
-            t: store.target(q.target).eta,
+            t: store.target_eta(q.target),
             plain: !check_ts && q.filter.is_empty(),
             check_ts,
             cut: Cut::new(store.eta_bits(), q.n),

@@ -125,7 +125,7 @@ impl RetrievalStrategy for Sdim {
         }
         let store = self.emb.store();
         let layout = store.sdim_layout();
-        let t = store.target(q.target).sdim;
+        let t = store.target_sdim(q.target);
         let check_ts = needs_ts_check(history, q);
         let plain = !check_ts && q.filter.is_empty();
         let runs = history.runs();

@@ -161,7 +161,7 @@ struct Pass<'q> {
 impl SimSoft {
     fn begin<'q>(&self, history: &History<'_>, q: &'q Query<'q>) -> Pass<'q> {
         let store = self.emb.store();
-        let t = store.target(q.target).vector;
+        let t = store.target_vector(q.target).into_owned();
         let check_ts = needs_ts_check(history, q);
         Pass {
             q,
