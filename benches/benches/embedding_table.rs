@@ -20,7 +20,10 @@
 //! samples (`hindsight_benches::samples`: 3 in 4 targets an item of the
 //! history, half as of the end and half as of the middle).
 //! `HINDSIGHT_BENCH_CALLS` sets the timed calls per row (default 20,000),
-//! `HINDSIGHT_BENCH_BATCHES` the timed 100-candidate requests (default 400).
+//! `HINDSIGHT_BENCH_BATCHES` the timed 100-candidate requests (default 400);
+//! `HINDSIGHT_BENCH_SHAPES` and `HINDSIGHT_BENCH_STRATEGIES` (comma
+//! separated names) run only some rows, e.g. to profile one (`recent`, the
+//! baseline, always runs).
 //! Prints a Markdown table on stdout.
 
 use std::collections::BTreeSet;
@@ -133,15 +136,26 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(batches);
-    let kinds = [
+    let only = |var: &str, name: &str| {
+        std::env::var(var)
+            .map(|v| v.split(',').any(|x| x.trim() == name))
+            .unwrap_or(true)
+    };
+    let kinds: Vec<StrategyKind> = [
         StrategyKind::Recent,
         StrategyKind::SimSoft,
         StrategyKind::Eta,
         StrategyKind::Sdim,
-    ];
+    ]
+    .into_iter()
+    .filter(|k| *k == StrategyKind::Recent || only("HINDSIGHT_BENCH_STRATEGIES", k.as_str()))
+    .collect();
     let mut rows = Vec::new();
     let mut setup = Vec::new();
     for shape in SynthShape::ALL {
+        if !only("HINDSIGHT_BENCH_SHAPES", shape.as_str()) {
+            continue;
+        }
         let mut cfg = SynthConfig::taobao_like((users * history) as u64);
         cfg.users = vec![UserGroup {
             count: users,
@@ -150,6 +164,13 @@ fn main() -> Result<()> {
         let cfg = cfg.into_shape(shape);
         let name = format!("emb-{shape}-{}x{history}", users);
         let bench = cached_index(&cfg, &name)?;
+        let t_rows = Instant::now();
+        let row_bytes = if std::env::var_os("HINDSIGHT_BENCH_NO_ROWS").is_some() {
+            0
+        } else {
+            bench.index.keep_rows_warm()
+        };
+        let rows_secs = t_rows.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let store = random_store(&bench)?;
         let store_secs = t0.elapsed().as_secs_f64();
@@ -165,13 +186,15 @@ fn main() -> Result<()> {
             store_secs,
             warm,
             warm_secs,
+            row_bytes,
+            rows_secs,
         ));
         let ctx = RetrievalContext {
             embeddings: Some(emb.clone()),
         };
         let samples = samples(&bench, history, n_samples, 11);
         let snap = bench.snapshot.clone();
-        for kind in kinds {
+        for &kind in &kinds {
             let r = Retriever::for_kind(kind, &ctx)?;
             let mut total_len = 0usize;
             for s in &samples {
@@ -306,11 +329,11 @@ fn main() -> Result<()> {
     println!();
     println!("Set-up per shape (before timing):");
     println!();
-    println!("| shape | behaviors | items in store | store file (bytes) | store build (s) | doc arrays (bytes) | items computed from features | arrays build (s) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (shape, behaviors, items, bytes, secs, warm, warm_secs) in &setup {
+    println!("| shape | behaviors | items in store | store file (bytes) | store build (s) | doc arrays (bytes) | items computed from features | arrays build (s) | behavior rows (bytes) | rows build (s) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (shape, behaviors, items, bytes, secs, warm, warm_secs, row_bytes, rows_secs) in &setup {
         println!(
-            "| {shape} | {behaviors} | {items} | {bytes} | {secs:.2} | {} | {} | {warm_secs:.2} |",
+            "| {shape} | {behaviors} | {items} | {bytes} | {secs:.2} | {} | {} | {warm_secs:.2} | {row_bytes} | {rows_secs:.2} |",
             warm.bytes, warm.unknown_items
         );
     }

@@ -21,6 +21,11 @@
 //! them without `--bench` (`cargo test --benches`): a small index with one
 //! user per history size, so that they are smoke-tested in seconds.
 
+/// The allocator the shipped binaries use (`hindsight`, `hindsight-loadtest`),
+/// so that the benches time what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};

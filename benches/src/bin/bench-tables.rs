@@ -59,7 +59,15 @@ struct Cli {
     /// else target/bench-data in the workspace).
     #[arg(long, global = true)]
     data: Option<PathBuf>,
+    /// Read behaviors from the tantivy columns, as before the row arrays
+    /// (`BehaviorIndex::keep_rows_warm`, what the server and the training
+    /// jobs do) existed: the "before" of docs/benchmarks.md.
+    #[arg(long, global = true)]
+    no_rows: bool,
 }
+
+/// Set from `--no-rows`.
+static NO_ROWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Subcommand)]
 enum Table {
@@ -101,8 +109,31 @@ fn shapes(arg: &str) -> Result<Vec<SynthShape>> {
 }
 
 /// The shape's index, built once from its cached CSV.
+/// Warmed as a server warms it (its row arrays), unless `--no-rows`.
 fn shaped_index(shape: SynthShape, cfg: &SynthConfig) -> Result<BenchIndex> {
-    hindsight_benches::cached_index(cfg, &shaped_name(shape, cfg))
+    let bench = hindsight_benches::cached_index(cfg, &shaped_name(shape, cfg))?;
+    if !NO_ROWS.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = Instant::now();
+        let bytes = bench.index.keep_rows_warm();
+        eprintln!(
+            "{shape}: behavior rows {} in {:.2} s",
+            mib(bytes as u64),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(bench)
+}
+
+/// How the behaviors are read, for the table headers.
+fn rows_note(snapshot: &Snapshot) -> String {
+    if NO_ROWS.load(std::sync::atomic::Ordering::Relaxed) {
+        "behaviors read from the tantivy columns (`--no-rows`)".into()
+    } else {
+        format!(
+            "behaviors read from the warmed row arrays ({}; the baselines read the tantivy columns)",
+            mib(snapshot.warm_rows() as u64)
+        )
+    }
 }
 
 fn dir_size(path: &Path) -> u64 {
@@ -144,6 +175,7 @@ fn main() -> Result<()> {
         return Err("--behaviors must be at least 100000 (one user of 50k, 10k and 1k)".into());
     }
     let shapes = shapes(&cli.shape)?;
+    NO_ROWS.store(cli.no_rows, std::sync::atomic::Ordering::Relaxed);
     match cli.table {
         Table::Ingest => ingest_table(&shapes, cli.behaviors, cli.seed),
         Table::Retrieval {
@@ -294,7 +326,12 @@ fn retrieval_table(
         let cfg = shaped_config(shape, behaviors).with_seed(seed);
         let bench = shaped_index(shape, &cfg)?;
         let snapshot = bench.snapshot.clone();
-        sizes.push((shape, snapshot.num_behaviors(), snapshot.segments().len()));
+        sizes.push((
+            shape,
+            snapshot.num_behaviors(),
+            snapshot.segments().len(),
+            rows_note(&snapshot),
+        ));
         let sampler = TargetSampler::new(&cfg);
         for &size in &HISTORY_SIZES {
             let samples: Vec<Sample> = shaped_samples(&cfg, &sampler, size, users, per_kind, seed)
@@ -335,7 +372,11 @@ fn retrieval_table(
                 base,
                 0,
             ));
-            for kind in StrategyKind::ALL {
+            // The embedding strategies have their own table (embedding_table).
+            for kind in StrategyKind::ALL
+                .into_iter()
+                .filter(|k| !k.needs_embeddings())
+            {
                 let r = Retriever::new(kind);
                 let (p, short) = time_calls(calls, n, |i| {
                     let s = &samples[i];
@@ -355,8 +396,8 @@ fn retrieval_table(
         "Retrieval latency by log shape, top 50, one thread",
         &load_before,
     );
-    for (shape, n, segs) in &sizes {
-        print!("{shape}: {n} behaviors, {segs} segment(s). ");
+    for (shape, n, segs, rows) in &sizes {
+        print!("{shape}: {n} behaviors, {segs} segment(s), {rows}. ");
     }
     println!(" ");
     println!(
@@ -478,7 +519,11 @@ fn batch_table(
             base,
             base,
         ));
-        for kind in StrategyKind::ALL {
+        // The embedding strategies have their own table (embedding_table).
+        for kind in StrategyKind::ALL
+            .into_iter()
+            .filter(|k| !k.needs_embeddings())
+        {
             let r = Retriever::new(kind);
             let (one, _) = time_calls(calls, n, |i| {
                 let (user, v) = &requests[i];

@@ -42,7 +42,7 @@ pub mod store;
 pub use error::{EmbeddingError, Result};
 pub use hash::{dot, hamming, SdimLayout};
 pub use quantized::{QuantizedQuery, SoftBlocks, BLOCK_DOCS};
-pub use segments::{Embeddings, SegmentCodes, WarmReport};
+pub use segments::{transpose_codes, Embeddings, SegmentCodes, WarmReport, PLANE_DOCS};
 pub use store::{
     store_path, EmbeddingStore, FeatureCombine, FeatureTable, FeatureTables, HashSettings,
     IndexRef, ModelRef, StoreMeta, TargetCodes,

@@ -13,8 +13,9 @@
 //! arrays, one lookup per appended behavior. A segment met by a query
 //! through [`Embeddings::segment`] before that is built on the spot.
 //!
-//! Memory: 20 bytes per indexed behavior (a `u32` row, a `u64` code, a
-//! `u64` signature), plus `4 x dim` bytes per distinct item the store does
+//! Memory: 28 bytes per indexed behavior (a `u32` row, a `u64` code, a
+//! `u64` signature, and the codes again transposed into bit planes for
+//! `eta`'s scan, [`SegmentCodes::eta_planes`]), plus `4 x dim` bytes per distinct item the store does
 //! not hold (appended after attaching: its vector comes from its features,
 //! see [`crate::FeatureTables`], and its codes are computed then), plus,
 //! once `sim-soft` has read the segment, its quantised vectors
@@ -35,6 +36,8 @@ use crate::{EmbeddingStore, Result, SoftBlocks};
 pub struct SegmentCodes {
     rows: Vec<u32>,
     eta: Vec<u64>,
+    /// `eta` transposed: see [`eta_planes`](Self::eta_planes).
+    eta_planes: Vec<u64>,
     sdim: Vec<u64>,
     /// Vectors of the items the store does not hold, rows `base..`.
     extra: Vec<f32>,
@@ -53,6 +56,7 @@ impl SegmentCodes {
         let mut codes = SegmentCodes {
             rows: Vec::with_capacity(n),
             eta: Vec::with_capacity(n),
+            eta_planes: Vec::new(),
             sdim: Vec::with_capacity(n),
             extra: Vec::new(),
             base,
@@ -88,13 +92,27 @@ impl SegmentCodes {
                 }
             }
         }
+        codes.eta_planes = transpose_codes(&codes.eta);
         codes
     }
 
     /// ETA codes by doc id.
+    ///
+    /// See also [`eta_planes`](Self::eta_planes), the same codes bit-sliced.
     #[inline]
     pub fn eta(&self) -> &[u64] {
         &self.eta
+    }
+
+    /// The ETA codes bit-sliced, [`PLANE_DOCS`] docs a block: block `b`
+    /// is the 256 words at `256 * b`, where the four words at `4 * j`
+    /// hold bit `j` of the codes of docs `256 * b ..= 256 * b + 255`
+    /// (doc `256 * b + 64 * w + i` at bit `i` of word `w`; docs past the
+    /// segment's end are zero). `eta`'s scan adds the 64 planes of a block
+    /// with carry-save adders, 256 Hamming distances at once.
+    #[inline]
+    pub fn eta_planes(&self) -> &[u64] {
+        &self.eta_planes
     }
 
     /// SDIM signatures by doc id.
@@ -140,10 +158,32 @@ impl SegmentCodes {
     pub fn bytes(&self) -> usize {
         self.rows.len() * 4
             + self.eta.len() * 8
+            + self.eta_planes.len() * 8
             + self.sdim.len() * 8
             + self.extra.len() * 4
             + self.soft.get().map_or(0, SoftBlocks::bytes)
     }
+}
+
+/// Docs per block of [`SegmentCodes::eta_planes`].
+pub const PLANE_DOCS: usize = 256;
+
+/// The bit planes of `codes` (layout in [`SegmentCodes::eta_planes`]).
+pub fn transpose_codes(codes: &[u64]) -> Vec<u64> {
+    let blocks = codes.len().div_ceil(PLANE_DOCS);
+    let mut planes = vec![0u64; blocks * PLANE_DOCS];
+    for (doc, &code) in codes.iter().enumerate() {
+        let (b, lane) = (doc / PLANE_DOCS, doc % PLANE_DOCS);
+        let (w, bit) = (lane / 64, lane % 64);
+        let block = &mut planes[b * PLANE_DOCS..(b + 1) * PLANE_DOCS];
+        let mut c = code;
+        while c != 0 {
+            let j = c.trailing_zeros() as usize;
+            block[4 * j + w] |= 1 << bit;
+            c &= c - 1;
+        }
+    }
+    planes
 }
 
 /// What [`Embeddings::warm`] did.

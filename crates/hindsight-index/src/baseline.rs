@@ -124,6 +124,6 @@ pub fn term_newest(
     let segments = snapshot.segments();
     Ok(hits
         .into_iter()
-        .map(|(_, addr)| segments[addr.segment_ord as usize].behavior(addr.doc_id))
+        .map(|(_, addr)| segments[addr.segment_ord as usize].behavior_from_columns(addr.doc_id))
         .collect())
 }

@@ -43,7 +43,7 @@ pub use ingest::{
 };
 pub use manifest::{IndexState, IngestRecord, Manifest};
 pub use postings::{KeyPostings, NewestMatches, PostingDocs};
-pub use snapshot::{DocId, History, Run, SegmentView, Snapshot, SnapshotStats};
+pub use snapshot::{DocId, History, Run, SegmentView, Snapshot, SnapshotStats, ROW_BYTES};
 pub use writer::{AppendReport, LiveWriter, NewBehavior};
 
 #[cfg(test)]

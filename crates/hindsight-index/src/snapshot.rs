@@ -7,7 +7,7 @@
 //! and reused across snapshots (DESIGN.md measured about 0.2 ms to open a
 //! fast-field column on a 2M-document segment, many times a retrieval here).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hindsight_core::{feature_key, AsOf, Behavior, FeatureKind, ItemFeatures, Seq};
 use tantivy::columnar::{Column, ColumnValues};
@@ -50,6 +50,146 @@ pub struct SegmentView {
     tags: Column<u64>,
     keys: Arc<InvertedIndexReader>,
     keys_field: tantivy::schema::Field,
+    /// Every document's behavior decoded once, when the segment is warmed
+    /// ([`warm_rows`](Self::warm_rows)); `Some(None)` where the segment
+    /// does not fit the layout (columns are read then).
+    rows: OnceLock<Option<Rows>>,
+}
+
+/// A segment's behaviors decoded into one flat array in doc order: the
+/// read path of a retrieval touches one or two cache lines per behavior
+/// instead of decoding seven tantivy columns (bit-unpacking, a
+/// multi-value index lookup per feature column, a cache miss each on
+/// scattered docs). Costs [`ROW_BYTES`] per document plus 8 bytes per
+/// category or tag, in memory only (built from the columns; nothing on
+/// disk changes).
+struct Rows {
+    docs: Vec<Row>,
+    /// The categories then the tags of each doc, at `Row::off`.
+    features: Vec<u64>,
+}
+
+/// One document's behavior, 32 bytes (two to a cache line).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Row {
+    uk: u64,
+    item: u64,
+    ts: i64,
+    /// Behavior type (8 bits), number of categories (12), of tags (12).
+    meta: u32,
+    /// Where the doc's categories start in `Rows::features`.
+    off: u32,
+}
+
+/// Bytes per document of a warmed segment's row array (plus 8 per
+/// category or tag).
+pub const ROW_BYTES: usize = std::mem::size_of::<Row>();
+
+impl Row {
+    #[inline]
+    fn btype(&self) -> u8 {
+        self.meta as u8
+    }
+    #[inline]
+    fn ncats(&self) -> usize {
+        ((self.meta >> 8) & 0xfff) as usize
+    }
+    #[inline]
+    fn ntags(&self) -> usize {
+        (self.meta >> 20) as usize
+    }
+}
+
+impl Rows {
+    /// Decodes every doc of `view` (`None` if a doc has more than 4,095
+    /// categories or tags or the segment more than 2^32 feature values:
+    /// beyond the limits every entry point enforces).
+    fn build(view: &SegmentView) -> Option<Rows> {
+        const CHUNK: usize = 4096;
+        let max_doc = view.max_doc as usize;
+        let mut docs = Vec::with_capacity(max_doc);
+        let mut features = Vec::new();
+        let (mut uk, mut item, mut btype, mut ts) = (
+            vec![0u64; CHUNK],
+            vec![0u64; CHUNK],
+            vec![0u64; CHUNK],
+            vec![0i64; CHUNK],
+        );
+        let mut from = 0usize;
+        while from < max_doc {
+            let n = CHUNK.min(max_doc - from);
+            view.uk.get_range(from as u64, &mut uk[..n]);
+            view.item.get_range(from as u64, &mut item[..n]);
+            view.btype.get_range(from as u64, &mut btype[..n]);
+            view.ts.get_range(from as u64, &mut ts[..n]);
+            for i in 0..n {
+                let doc = (from + i) as DocId;
+                let off = u32::try_from(features.len()).ok()?;
+                features.extend(view.cats.values_for_doc(doc));
+                let ncats = features.len() - off as usize;
+                features.extend(view.tags.values_for_doc(doc));
+                let ntags = features.len() - off as usize - ncats;
+                if ncats > 0xfff || ntags > 0xfff {
+                    return None;
+                }
+                docs.push(Row {
+                    uk: uk[i],
+                    item: item[i],
+                    ts: ts[i],
+                    meta: (btype[i] as u8) as u32 | (ncats as u32) << 8 | (ntags as u32) << 20,
+                    off,
+                });
+            }
+            from += n;
+        }
+        u32::try_from(features.len()).ok()?;
+        features.shrink_to_fit();
+        Some(Rows { docs, features })
+    }
+
+    #[inline]
+    fn behavior(&self, doc: DocId) -> Behavior {
+        let r = &self.docs[doc as usize];
+        let (user_id, seq) = split_user_seq_key(r.uk);
+        let off = r.off as usize;
+        let (nc, nt) = (r.ncats(), r.ntags());
+        Behavior {
+            user_id,
+            seq,
+            item_id: r.item,
+            features: ItemFeatures {
+                categories: self.features[off..off + nc].to_vec(),
+                tags: self.features[off + nc..off + nc + nt].to_vec(),
+            },
+            behavior_type: r.btype(),
+            timestamp: r.ts,
+        }
+    }
+
+    /// Loads the rows of `docs`, then their features, in two loops of
+    /// independent loads, so that the cache misses of scattered docs
+    /// overlap (building a behavior allocates, which would otherwise
+    /// serialise them: one miss latency per row and per feature list).
+    #[inline]
+    fn touch(&self, docs: &[DocId]) {
+        let mut acc = 0u64;
+        for &doc in docs {
+            acc = acc.wrapping_add(u64::from(self.docs[doc as usize].off));
+        }
+        std::hint::black_box(acc);
+        for &doc in docs {
+            let r = &self.docs[doc as usize];
+            if r.ncats() + r.ntags() > 0 {
+                acc ^= self.features[r.off as usize];
+            }
+        }
+        std::hint::black_box(acc);
+    }
+
+    fn bytes(&self) -> usize {
+        self.docs.len() * ROW_BYTES + self.features.len() * 8
+    }
 }
 
 fn full_column<T>(reader: &SegmentReader, name: &str) -> Result<Arc<dyn ColumnValues<T>>>
@@ -106,7 +246,31 @@ impl SegmentView {
             tags: multi(names::TAGS)?,
             keys: reader.inverted_index(fields.keys)?,
             keys_field: fields.keys,
+            rows: OnceLock::new(),
         })
+    }
+
+    /// Decodes the segment's behaviors into a flat row array (once; later
+    /// calls return at once) so that reading a behavior, its `seq`,
+    /// timestamp or item touches one cache line: what a server or a
+    /// training job does before its first request. Returns the bytes the
+    /// array holds (0 where the segment does not fit the layout; reads then
+    /// stay on the columns, with the same results).
+    pub fn warm_rows(&self) -> usize {
+        self.rows
+            .get_or_init(|| Rows::build(self))
+            .as_ref()
+            .map_or(0, Rows::bytes)
+    }
+
+    /// Whether [`warm_rows`](Self::warm_rows) has run on this segment.
+    pub fn is_warm(&self) -> bool {
+        self.rows.get().is_some()
+    }
+
+    #[inline]
+    fn rows(&self) -> Option<&Rows> {
+        self.rows.get().and_then(Option::as_ref)
     }
 
     /// The segment's id.
@@ -177,24 +341,36 @@ impl SegmentView {
     /// The sequence number of a document.
     #[inline]
     pub fn seq(&self, doc: DocId) -> Seq {
+        if let Some(r) = self.rows() {
+            return split_user_seq_key(r.docs[doc as usize].uk).1;
+        }
         split_user_seq_key(self.uk.get_val(doc)).1
     }
 
     /// The timestamp of a document.
     #[inline]
     pub fn timestamp(&self, doc: DocId) -> i64 {
+        if let Some(r) = self.rows() {
+            return r.docs[doc as usize].ts;
+        }
         self.ts.get_val(doc)
     }
 
     /// The behavior type of a document.
     #[inline]
     pub fn behavior_type(&self, doc: DocId) -> u8 {
+        if let Some(r) = self.rows() {
+            return r.docs[doc as usize].btype();
+        }
         self.btype.get_val(doc) as u8
     }
 
     /// The item of a document.
     #[inline]
     pub fn item(&self, doc: DocId) -> u64 {
+        if let Some(r) = self.rows() {
+            return r.docs[doc as usize].item;
+        }
         self.item.get_val(doc)
     }
 
@@ -208,6 +384,10 @@ impl SegmentView {
     /// [`key_count`](crate::schema::key_count)).
     #[inline]
     pub fn key_count(&self, doc: DocId) -> u32 {
+        if let Some(r) = self.rows() {
+            let r = &r.docs[doc as usize];
+            return key_count(r.ncats(), r.ntags());
+        }
         let c = self.cats.index.value_row_ids(doc);
         let t = self.tags.index.value_row_ids(doc);
         key_count((c.end - c.start) as usize, (t.end - t.start) as usize)
@@ -215,6 +395,15 @@ impl SegmentView {
 
     /// The whole behavior stored at `doc`.
     pub fn behavior(&self, doc: DocId) -> Behavior {
+        match self.rows() {
+            Some(r) => r.behavior(doc),
+            None => self.behavior_from_columns(doc),
+        }
+    }
+
+    /// The behavior at `doc` read from the tantivy columns even when the
+    /// segment is warm (what the baselines of the benchmarks read).
+    pub(crate) fn behavior_from_columns(&self, doc: DocId) -> Behavior {
         let (user_id, seq) = split_user_seq_key(self.uk.get_val(doc));
         Behavior {
             user_id,
@@ -233,6 +422,11 @@ impl SegmentView {
     /// [`behavior`](Self::behavior) for many documents, reading each
     /// column once per 64 documents rather than once per document.
     pub fn behaviors_into(&self, docs: &[DocId], out: &mut Vec<Behavior>) {
+        if let Some(r) = self.rows() {
+            r.touch(docs);
+            out.extend(docs.iter().map(|&doc| r.behavior(doc)));
+            return;
+        }
         const CHUNK: usize = 64;
         let mut uk = [0u64; CHUNK];
         let mut item = [0u64; CHUNK];
@@ -407,6 +601,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Warms every segment's row array ([`SegmentView::warm_rows`]);
+    /// returns the bytes they hold.
+    pub fn warm_rows(&self) -> usize {
+        self.segments.iter().map(|s| s.warm_rows()).sum()
+    }
+
     /// The committed state (counts, vocabularies) this snapshot belongs to.
     pub fn state(&self) -> &IndexState {
         &self.state

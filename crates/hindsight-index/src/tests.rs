@@ -504,3 +504,68 @@ fn a_failed_create_leaves_no_folder() {
     assert!(BehaviorIndex::create(nested.join("c"), &taobao()).is_err());
     assert!(!nested.join("c").exists());
 }
+
+/// Everything a segment view reads about its docs, through whichever path
+/// it has (columns, or the row array once warmed).
+fn read_all(snap: &crate::Snapshot) -> Vec<(hindsight_core::Behavior, u32, i64, u64, u8, u32)> {
+    let mut out = Vec::new();
+    for seg in snap.segments() {
+        let docs: Vec<crate::DocId> = (0..seg.max_doc()).rev().collect();
+        let mut batch = Vec::new();
+        seg.behaviors_into(&docs, &mut batch);
+        for (&doc, b) in docs.iter().zip(batch) {
+            assert_eq!(b, seg.behavior(doc));
+            out.push((
+                b,
+                seg.seq(doc),
+                seg.timestamp(doc),
+                seg.item(doc),
+                seg.behavior_type(doc),
+                seg.key_count(doc),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn warmed_rows_read_exactly_what_the_columns_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let batch = |from: u64| -> Vec<NewBehavior> {
+        (from..from + 300)
+            .map(|i| NewBehavior {
+                user_id: i % 7,
+                item_id: i * 13 % 101,
+                // 0 to 3 categories, 0 to 2 tags.
+                features: ItemFeatures {
+                    categories: (0..i % 4).map(|c| c * 5 + i % 3).collect(),
+                    tags: (0..i % 3).map(|t| 1000 + t * 7 + i % 5).collect(),
+                },
+                behavior_type: (i % 4) as u8,
+                timestamp: 1_000_000 + i as i64 * 17,
+            })
+            .collect()
+    };
+    index.append(&batch(0)).unwrap();
+    index.append(&batch(300)).unwrap();
+    let cold = read_all(&index.snapshot());
+    assert_eq!(cold.len(), 600);
+    assert!(!index.snapshot().segments().iter().any(|s| s.is_warm()));
+    let bytes = index.keep_rows_warm();
+    assert!(bytes >= 600 * crate::ROW_BYTES, "{bytes} bytes");
+    assert_eq!(read_all(&index.snapshot()), cold);
+    // Segments added later are warmed by the refresh that opens them.
+    index.append(&batch(600)).unwrap();
+    let snap = index.snapshot();
+    assert!(snap.segments().len() >= 3);
+    assert!(snap.segments().iter().all(|s| s.is_warm()));
+    let all = read_all(&snap);
+    assert_eq!(all.len(), 900);
+    assert_eq!(&all[..], &read_all(&index.snapshot())[..]);
+    // And agree with a cold open of the same index.
+    drop(snap);
+    drop(index);
+    let reopened = BehaviorIndex::open(dir.path()).unwrap();
+    assert_eq!(read_all(&reopened.snapshot()), all);
+}

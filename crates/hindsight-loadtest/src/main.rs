@@ -11,6 +11,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: a retrieval builds one small
+/// vector per behavior it returns (its categories), and with glibc's
+/// allocator that was most of `recent`'s time (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

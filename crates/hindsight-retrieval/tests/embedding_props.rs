@@ -399,3 +399,165 @@ fn embedding_strategies_without_embeddings_fail_clearly() {
         .unwrap();
     assert!(err.to_string().contains("damaged"), "{err}");
 }
+
+/// A behavior's score under a strategy, computed by brute force.
+type Score<'a> = dyn Fn(&Behavior) -> f32 + 'a;
+
+/// Over histories long enough for `eta`'s pilot (tens of thousands of
+/// behaviors, one run and two), with behavior rows warmed or not, every
+/// `sim-soft` and `eta` result is the brute-force top N; user 3's history
+/// puts the only items near the great one exactly where the pilot
+/// samples, so its cut-off is too tight for N = 2,500 and the scan is
+/// redone.
+#[test]
+fn pilots_over_long_histories_equal_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = DatasetMapping::preset("taobao").unwrap();
+    let index = BehaviorIndex::create(dir.path(), &m).unwrap();
+    let mut s = 17u64;
+    let mut next = || {
+        s = hindsight_core::splitmix64(s);
+        s
+    };
+    const ITEMS: u64 = 3000;
+    const GREAT: u64 = ITEMS; // the one item that scores high
+    let nb = |user: u64, item: u64, ts: i64| NewBehavior {
+        user_id: user,
+        item_id: item,
+        features: ItemFeatures::with_categories(vec![item % 4]),
+        behavior_type: 0,
+        timestamp: ts,
+    };
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    for ts in 0..40_000i64 {
+        let b = nb(1, next() % ITEMS, ts);
+        if ts < 25_000 {
+            first.push(b)
+        } else {
+            second.push(b)
+        }
+    }
+    for ts in 0..20_000i64 {
+        first.push(nb(2, next() % ITEMS, ts));
+    }
+    // `eta`'s pilot reads 32 stretches of 64 over 20,480 docs (stretch k
+    // starts at 640 k): the great item fills exactly those, 2,048 docs,
+    // fewer than N = 2,500 of the whole.
+    for ts in 0..20_480i64 {
+        let item = if ts % 640 < 64 { GREAT } else { next() % ITEMS };
+        first.push(nb(3, item, ts));
+    }
+    let mut vectors: Vec<f32> = (0..ITEMS * DIM as u64)
+        .map(|_| (next() % 9) as f32 - 4.0)
+        .collect();
+    vectors.extend([40.0f32; DIM]);
+    index.append(&first).unwrap();
+    let st = EmbeddingStore::build(
+        (0..=ITEMS).collect(),
+        vectors,
+        DIM,
+        tables(),
+        HashSettings::default(),
+        ModelRef {
+            path: "test".into(),
+            kind: "din".into(),
+            weights_sha256: String::new(),
+            representation: "test".into(),
+        },
+        IndexRef::of(&index),
+    )
+    .unwrap();
+    index.append(&second).unwrap();
+    let emb = Arc::new(Embeddings::new(st));
+    let snap = index.refresh().unwrap();
+    emb.warm(&snap);
+    let ctx = RetrievalContext {
+        embeddings: Some(emb.clone()),
+    };
+    let st = emb.store();
+    let soft = Retriever::for_kind(StrategyKind::SimSoft, &ctx).unwrap();
+    let eta = Retriever::for_kind(StrategyKind::Eta, &ctx).unwrap();
+    let targets: Vec<Target> = [7u64, 1234, GREAT, ITEMS + 55]
+        .iter()
+        .map(|&item| Target {
+            item_id: item,
+            features: ItemFeatures::with_categories(vec![item % 4]),
+        })
+        .collect();
+    for warm in [false, true] {
+        if warm {
+            index.keep_rows_warm();
+        }
+        for user in [1u64, 2, 3] {
+            let mut full = snap.history(user).newest(&AsOf::NOW, usize::MAX);
+            full.reverse();
+            assert!(full.iter().enumerate().all(|(i, b)| b.seq as usize == i));
+            // Each behavior's vector and code, once (by seq).
+            let vecs: Vec<Vec<f32>> = full
+                .iter()
+                .map(|b| vector_of(st, b.item_id, &b.features))
+                .collect();
+            let codes: Vec<u64> = vecs.iter().map(|v| st.eta_of(v)).collect();
+            for target in &targets {
+                let t = st.target(target);
+                for n in [1usize, 50, 300, 2500] {
+                    for as_of in [
+                        AsOf::NOW,
+                        AsOf {
+                            seq: Some(18_000),
+                            timestamp: None,
+                        },
+                    ] {
+                        let elig = eligible(&full, &as_of, &BehaviorFilter::default());
+                        let q = Query::new(target, n).as_of(as_of);
+                        let bits = st.eta_bits();
+                        let checks: [(&Retriever, &Score<'_>); 2] = [
+                            (&soft, &|b| dot(&t.vector, &vecs[b.seq as usize])),
+                            (&eta, &|b| {
+                                (bits - hamming(codes[b.seq as usize], t.eta)) as f32
+                            }),
+                        ];
+                        for (r, score) in checks {
+                            // Best first, newer first among ties.
+                            let mut want: Vec<(f32, u32)> =
+                                elig.iter().map(|b| (score(b), b.seq)).collect();
+                            want.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+                            want.truncate(n);
+                            let got: Vec<(f32, u32)> = r
+                                .retrieve(&snap, user, &q)
+                                .unwrap()
+                                .iter()
+                                .map(|h| (h.score, h.behavior.seq))
+                                .collect();
+                            assert_eq!(
+                                got,
+                                want,
+                                "{}: user {user}, item {}, n {n}",
+                                r.name(),
+                                target.item_id
+                            );
+                        }
+                    }
+                }
+                let qs: Vec<Query<'_>> = [1usize, 50, 300]
+                    .iter()
+                    .map(|&n| Query::new(target, n))
+                    .collect();
+                let one: Vec<_> = qs
+                    .iter()
+                    .map(|q| soft.retrieve(&snap, user, q).unwrap())
+                    .collect();
+                assert_eq!(
+                    soft.retrieve_batch(&snap, user, &qs).unwrap().to_vecs(),
+                    one
+                );
+                let one: Vec<_> = qs
+                    .iter()
+                    .map(|q| eta.retrieve(&snap, user, q).unwrap())
+                    .collect();
+                assert_eq!(eta.retrieve_batch(&snap, user, &qs).unwrap().to_vecs(), one);
+            }
+        }
+    }
+}

@@ -281,11 +281,21 @@ fn load_recommender(
 /// Opens an index as the configuration says: read-only (no writer lock)
 /// or for writing.
 fn open_index(config: &ServerConfig, path: &std::path::Path) -> Result<BehaviorIndex, ServerError> {
-    Ok(if config.read_only {
+    let index = if config.read_only {
         BehaviorIndex::open_read_only(path)?
     } else {
         BehaviorIndex::open(path)?
-    })
+    };
+    // Every request reads the behaviors it retrieves: decode them once
+    // (and each segment an append or merge adds) rather than per request.
+    let t = std::time::Instant::now();
+    let bytes = index.keep_rows_warm();
+    tracing::info!(
+        bytes,
+        secs = t.elapsed().as_secs_f64(),
+        "behavior rows decoded for retrieval"
+    );
+    Ok(index)
 }
 
 /// The writer of `index`, or `None` when serving read-only.

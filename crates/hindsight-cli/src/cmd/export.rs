@@ -42,6 +42,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let (kind, n) = (a.retrieval.strategy, a.retrieval.n);
     let index = BehaviorIndex::open_read_only(&a.index)?;
+    // Retrieval reads every sample's behaviors: decode them once.
+    index.keep_rows_warm();
     let snap = index.snapshot();
     let protocol = a.protocol.protocol(a.seed)?;
     let t0 = Instant::now();

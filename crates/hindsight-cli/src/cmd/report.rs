@@ -268,7 +268,10 @@ struct Report {
 
 fn open_or_build(dataset: &str, index: &Path, data: &Path) -> Result<BehaviorIndex> {
     if index.join("hindsight.json").exists() {
-        return Ok(BehaviorIndex::open(index)?);
+        let index = BehaviorIndex::open(index)?;
+        // Retrieval reads every sample's behaviors: decode them once.
+        index.keep_rows_warm();
+        return Ok(index);
     }
     let (preset, input) = match dataset {
         "taobao" => ("taobao", data.join("taobao/UserBehavior.csv")),
@@ -289,6 +292,7 @@ fn open_or_build(dataset: &str, index: &Path, data: &Path) -> Result<BehaviorInd
         &IngestOptions::default(),
         &mut |_| {},
     )?;
+    idx.keep_rows_warm();
     Ok(idx)
 }
 

@@ -188,6 +188,8 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     device.resolve()?;
     set_torch_threads(a.torch_threads);
     let index = BehaviorIndex::open_read_only(&a.index)?;
+    // Retrieval reads every sample's behaviors: decode them once.
+    index.keep_rows_warm();
     let protocol = a.protocol.protocol(a.sample_seed)?;
     let retrieval_sha = match &a.retrieval_model {
         Some(m) if !strategy.needs_embeddings() => anyhow::bail!(
@@ -311,6 +313,8 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     let model = TrainedModel::load(&a.model, a.device)?;
     let settings = RetrievalSettings::of(&model)?;
     let index = BehaviorIndex::open_read_only(&a.index)?;
+    // Retrieval reads every sample's behaviors: decode them once.
+    index.keep_rows_warm();
     settings.check_index(&index)?;
     let prepared = Prepared::new(
         &index,

@@ -280,16 +280,30 @@ impl<'h, 'a> BatchBuilder<'h, 'a> {
     pub fn set(&mut self, q: usize, picks: &[Pick]) {
         let runs = self.history.runs();
         let mut hits = Vec::with_capacity(picks.len());
+        // The docs not read yet, in the order their indices were given,
+        // then read a run's stretch at a time (`behaviors_into` overlaps
+        // the cache misses of scattered docs).
+        let mut fresh: Vec<(usize, DocId)> = Vec::new();
         for p in picks {
-            let next = self.out.behaviors.len() as u32;
+            let next = (self.out.behaviors.len() + fresh.len()) as u32;
             let at = *self.docs.entry((p.run, p.doc)).or_insert(next);
             if at == next {
-                self.out.behaviors.push(runs[p.run].seg.behavior(p.doc));
+                fresh.push((p.run, p.doc));
             }
             hits.push(BatchHit {
                 behavior: at,
                 score: p.score,
             });
+        }
+        let mut docs = Vec::with_capacity(fresh.len());
+        let mut i = 0;
+        while i < fresh.len() {
+            let run = fresh[i].0;
+            let j = i + fresh[i..].iter().take_while(|f| f.0 == run).count();
+            docs.clear();
+            docs.extend(fresh[i..j].iter().map(|f| f.1));
+            runs[run].seg.behaviors_into(&docs, &mut self.out.behaviors);
+            i = j;
         }
         self.out.hits[q] = hits;
     }

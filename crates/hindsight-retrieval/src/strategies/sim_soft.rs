@@ -16,7 +16,10 @@
 //! 2. **Rescore.** The docs left (N plus those whose bounds overlap the
 //!    cut: a few dozen at 50k behaviors with dimension 32) are scored with
 //!    the f32 [`dot`] of their full vectors and kept in a [`TopN`] by
-//!    (score, seq), so ties go to the newer behavior.
+//!    (score, seq), so ties go to the newer behavior. Their rows are
+//!    located first and then prefetched a few ahead (they lie in the
+//!    store's item order, not the history's), and a one-run history breaks
+//!    ties by doc id, which is seq order within a run.
 //!
 //! The result is exactly the full-precision scan's (the property tests
 //! compare with brute force). The target's vector is its stored row, or
@@ -209,15 +212,24 @@ impl SimSoft {
         let cut = cut.max(survivors.cut());
         survivors.kept.retain(|k| k.0 >= cut);
         let kept = &survivors.kept;
+        // Rows are read in the store's random order: find every
+        // survivor's row first (independent loads, their misses overlap),
+        // then ask for each row (all its cache lines) a few survivors
+        // ahead of the one scored.
+        let vectors: Vec<&[f32]> = kept
+            .iter()
+            .map(|&(_, ri, doc)| codes[ri].vector(store, doc))
+            .collect();
+        // Within a run doc order is seq order: one run needs no seq
+        // lookup (a cache miss each) to break ties to the newer.
+        let one_run = runs.len() == 1;
         let mut top: TopN<(usize, DocId)> = TopN::new(q.n);
-        for (i, &(_, ri, doc)) in kept.iter().enumerate() {
-            // Rows are read in the store's random order: ask for the row
-            // a few docs ahead.
-            if let Some(&(_, r, d)) = kept.get(i + PREFETCH) {
-                crate::cpu::prefetch(codes[r].vector(store, d).as_ptr());
+        for (i, (&(_, ri, doc), v)) in kept.iter().zip(&vectors).enumerate() {
+            if let Some(ahead) = vectors.get(i + PREFETCH) {
+                crate::cpu::prefetch_slice(ahead);
             }
-            let s = dot(&t, codes[ri].vector(store, doc));
-            top.offer(s, runs[ri].seg.seq(doc), (ri, doc));
+            let newness = if one_run { doc } else { runs[ri].seg.seq(doc) };
+            top.offer(dot(&t, v), newness, (ri, doc));
         }
         top.into_sorted_vec()
             .into_iter()
