@@ -167,26 +167,6 @@ impl Rows {
         }
     }
 
-    /// Loads the rows of `docs`, then their features, in two loops of
-    /// independent loads, so that the cache misses of scattered docs
-    /// overlap (building a behavior allocates, which would otherwise
-    /// serialise them: one miss latency per row and per feature list).
-    #[inline]
-    fn touch(&self, docs: &[DocId]) {
-        let mut acc = 0u64;
-        for &doc in docs {
-            acc = acc.wrapping_add(u64::from(self.docs[doc as usize].off));
-        }
-        std::hint::black_box(acc);
-        for &doc in docs {
-            let r = &self.docs[doc as usize];
-            if r.ncats() + r.ntags() > 0 {
-                acc ^= self.features[r.off as usize];
-            }
-        }
-        std::hint::black_box(acc);
-    }
-
     fn bytes(&self) -> usize {
         self.docs.len() * ROW_BYTES + self.features.len() * 8
     }
@@ -423,7 +403,6 @@ impl SegmentView {
     /// column once per 64 documents rather than once per document.
     pub fn behaviors_into(&self, docs: &[DocId], out: &mut Vec<Behavior>) {
         if let Some(r) = self.rows() {
-            r.touch(docs);
             out.extend(docs.iter().map(|&doc| r.behavior(doc)));
             return;
         }

@@ -268,10 +268,7 @@ struct Report {
 
 fn open_or_build(dataset: &str, index: &Path, data: &Path) -> Result<BehaviorIndex> {
     if index.join("hindsight.json").exists() {
-        let index = BehaviorIndex::open(index)?;
-        // Retrieval reads every sample's behaviors: decode them once.
-        index.keep_rows_warm();
-        return Ok(index);
+        return Ok(BehaviorIndex::open(index)?);
     }
     let (preset, input) = match dataset {
         "taobao" => ("taobao", data.join("taobao/UserBehavior.csv")),
@@ -292,7 +289,6 @@ fn open_or_build(dataset: &str, index: &Path, data: &Path) -> Result<BehaviorInd
         &IngestOptions::default(),
         &mut |_| {},
     )?;
-    idx.keep_rows_warm();
     Ok(idx)
 }
 
@@ -1019,6 +1015,8 @@ pub fn run(a: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("index/{}", a.dataset)));
     let index = open_or_build(&a.dataset, &index_path, &a.data)?;
+    // Retrieval reads every sample's behaviors: decode them once.
+    index.keep_rows_warm();
     let mut report = Report {
         dataset: a.dataset.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -33,8 +33,8 @@ use hindsight_embeddings::{Embeddings, SegmentCodes, PLANE_DOCS};
 use hindsight_index::{DocId, History, Run};
 
 use super::{
-    admits, embeddings_of, for_each_tile, materialize, needs_ts_check, BatchBuilder, Make, Pick,
-    StrategyKind,
+    admits, embeddings_of, for_each_tile, materialize, needs_ts_check, newness, BatchBuilder, Make,
+    Pick, StrategyKind,
 };
 use crate::{BatchRetrieved, Query, Result, RetrievalContext, RetrievalStrategy, Retrieved};
 
@@ -202,18 +202,12 @@ impl<'q> Pass<'q> {
     /// The N closest kept docs, closest first, newer first among ties.
     fn finish(self, runs: &[Run<'_>], bits: u32) -> Vec<Pick> {
         let max = self.cut.max;
-        // Within a run doc order is seq order: one run needs no seq
-        // lookup (each one a cache miss on scattered docs).
-        let one_run = runs.len() == 1;
         let mut kept: Vec<(u32, Seq, usize, DocId)> = self
             .cut
             .kept
             .into_iter()
             .filter(|k| k.0 <= max)
-            .map(|(d, ri, doc)| {
-                let newness = if one_run { doc } else { runs[ri].seg.seq(doc) };
-                (d, newness, ri, doc)
-            })
+            .map(|(d, ri, doc)| (d, newness(runs, ri, doc), ri, doc))
             .collect();
         kept.sort_unstable_by_key(|&(d, s, _, _)| (d, Reverse(s)));
         kept.truncate(self.q.n);
@@ -241,6 +235,26 @@ impl Eta {
     /// ETA over `emb`.
     pub fn new(emb: Arc<Embeddings>) -> Self {
         Eta { emb }
+    }
+}
+
+impl Eta {
+    /// One query's pass over all of `spans` (each run's eligible codes,
+    /// from `codes`), from the pilot's cut-off when `pilot`.
+    fn whole_pass<'q>(
+        &self,
+        history: &History<'_>,
+        q: &'q Query<'q>,
+        codes: &[Arc<SegmentCodes>],
+        spans: &[&[u64]],
+        pilot: bool,
+    ) -> Pass<'q> {
+        let mut pass = Pass::new(&self.emb, history, q, pilot.then_some(spans));
+        for (ri, run) in history.runs().iter().enumerate() {
+            let range = (run.start, run.start + spans[ri].len() as DocId);
+            pass.scan(ri, run, &codes[ri], range);
+        }
+        pass
     }
 }
 
@@ -276,15 +290,9 @@ impl RetrievalStrategy for Eta {
             })
             .collect();
         let bits = self.emb.store().eta_bits();
-        let mut pass = Pass::new(&self.emb, history, q, Some(&spans));
-        for (ri, run) in runs.iter().enumerate() {
-            pass.scan(ri, run, &codes[ri], (run.start, run.start + spans[ri].len() as DocId));
-        }
+        let mut pass = self.whole_pass(history, q, &codes, &spans, true);
         if pass.short(bits) {
-            pass = Pass::new(&self.emb, history, q, None);
-            for (ri, run) in runs.iter().enumerate() {
-                pass.scan(ri, run, &codes[ri], (run.start, run.start + spans[ri].len() as DocId));
-            }
+            pass = self.whole_pass(history, q, &codes, &spans, false);
         }
         let picks = pass.finish(runs, bits);
         materialize(history, &picks, out);
@@ -331,11 +339,7 @@ impl RetrievalStrategy for Eta {
             if pass.short(bits) {
                 // The pilot was too tight for this one: its own pass from `m`.
                 let q = pass.q;
-                let spans = spans_of(q);
-                pass = Pass::new(&self.emb, history, q, None);
-                for (ri, run) in runs.iter().enumerate() {
-                    pass.scan(ri, run, &codes[ri], (run.start, run.start + spans[ri].len() as DocId));
-                }
+                pass = self.whole_pass(history, q, &codes, &spans_of(q), false);
             }
             b.set(qi, &pass.finish(runs, bits));
         }

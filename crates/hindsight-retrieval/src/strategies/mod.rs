@@ -278,11 +278,9 @@ impl<'h, 'a> BatchBuilder<'h, 'a> {
 
     /// Gives query `q` the result `picks`.
     pub fn set(&mut self, q: usize, picks: &[Pick]) {
-        let runs = self.history.runs();
         let mut hits = Vec::with_capacity(picks.len());
         // The docs not read yet, in the order their indices were given,
-        // then read a run's stretch at a time (`behaviors_into` overlaps
-        // the cache misses of scattered docs).
+        // read together at the end.
         let mut fresh: Vec<(usize, DocId)> = Vec::new();
         for p in picks {
             let next = (self.out.behaviors.len() + fresh.len()) as u32;
@@ -295,16 +293,7 @@ impl<'h, 'a> BatchBuilder<'h, 'a> {
                 score: p.score,
             });
         }
-        let mut docs = Vec::with_capacity(fresh.len());
-        let mut i = 0;
-        while i < fresh.len() {
-            let run = fresh[i].0;
-            let j = i + fresh[i..].iter().take_while(|f| f.0 == run).count();
-            docs.clear();
-            docs.extend(fresh[i..j].iter().map(|f| f.1));
-            runs[run].seg.behaviors_into(&docs, &mut self.out.behaviors);
-            i = j;
-        }
+        behaviors_by_run(self.history, &fresh, &mut self.out.behaviors);
         self.out.hits[q] = hits;
     }
 }
@@ -341,31 +330,53 @@ pub(crate) fn for_each_tile(
     }
 }
 
-/// Reads picks into `out` in order, each consecutive stretch of picks of
-/// one run with one call of [`SegmentView::behaviors_into`].
-pub(crate) fn materialize(history: &History<'_>, picks: &[Pick], out: &mut Vec<Retrieved>) {
+/// Reads the behaviors at `docs` ((run, doc) pairs) into `out` in order,
+/// each consecutive stretch of one run with one call of
+/// [`SegmentView::behaviors_into`].
+pub(crate) fn behaviors_by_run(
+    history: &History<'_>,
+    docs: &[(usize, DocId)],
+    out: &mut Vec<hindsight_core::Behavior>,
+) {
     let runs = history.runs();
-    out.reserve(picks.len());
-    let mut docs: Vec<DocId> = Vec::with_capacity(picks.len());
-    let mut behaviors = Vec::with_capacity(picks.len());
+    let mut stretch: Vec<DocId> = Vec::with_capacity(docs.len());
     let mut i = 0;
-    while i < picks.len() {
-        let run = picks[i].run;
-        let j = i + picks[i..].iter().take_while(|p| p.run == run).count();
-        docs.clear();
-        docs.extend(picks[i..j].iter().map(|p| p.doc));
-        behaviors.clear();
-        runs[run].seg.behaviors_into(&docs, &mut behaviors);
-        out.extend(
-            behaviors
-                .drain(..)
-                .zip(&picks[i..j])
-                .map(|(behavior, p)| Retrieved {
-                    behavior,
-                    score: p.score,
-                }),
-        );
+    while i < docs.len() {
+        let run = docs[i].0;
+        let j = i + docs[i..].iter().take_while(|d| d.0 == run).count();
+        stretch.clear();
+        stretch.extend(docs[i..j].iter().map(|d| d.1));
+        runs[run].seg.behaviors_into(&stretch, out);
         i = j;
+    }
+}
+
+/// Reads picks into `out` in order ([`behaviors_by_run`]).
+pub(crate) fn materialize(history: &History<'_>, picks: &[Pick], out: &mut Vec<Retrieved>) {
+    let docs: Vec<(usize, DocId)> = picks.iter().map(|p| (p.run, p.doc)).collect();
+    let mut behaviors = Vec::with_capacity(picks.len());
+    behaviors_by_run(history, &docs, &mut behaviors);
+    out.reserve(picks.len());
+    out.extend(
+        behaviors
+            .into_iter()
+            .zip(picks)
+            .map(|(behavior, p)| Retrieved {
+                behavior,
+                score: p.score,
+            }),
+    );
+}
+
+/// A key that orders the docs of a history by seq, for ties to the newer
+/// behavior: within a run doc order is seq order, so a one-run history
+/// needs no seq lookup (a cache miss each on scattered docs).
+#[inline]
+pub(crate) fn newness(runs: &[Run<'_>], run: usize, doc: DocId) -> hindsight_core::Seq {
+    if runs.len() == 1 {
+        doc
+    } else {
+        runs[run].seg.seq(doc)
     }
 }
 

@@ -33,8 +33,8 @@ use hindsight_embeddings::{
 use hindsight_index::{DocId, History, Run};
 
 use super::{
-    admits, embeddings_of, for_each_tile, materialize, needs_ts_check, BatchBuilder, Make, Pick,
-    StrategyKind,
+    admits, embeddings_of, for_each_tile, materialize, needs_ts_check, newness, BatchBuilder, Make,
+    Pick, StrategyKind,
 };
 use crate::{
     BatchRetrieved, Query, Result, RetrievalContext, RetrievalStrategy, Retrieved, TopN,
@@ -213,23 +213,19 @@ impl SimSoft {
         survivors.kept.retain(|k| k.0 >= cut);
         let kept = &survivors.kept;
         // Rows are read in the store's random order: find every
-        // survivor's row first (independent loads, their misses overlap),
-        // then ask for each row (all its cache lines) a few survivors
-        // ahead of the one scored.
+        // survivor's row first, then ask for each row (all its cache
+        // lines) a few survivors ahead of the one scored (the two steps
+        // were not timed apart from the session's other changes).
         let vectors: Vec<&[f32]> = kept
             .iter()
             .map(|&(_, ri, doc)| codes[ri].vector(store, doc))
             .collect();
-        // Within a run doc order is seq order: one run needs no seq
-        // lookup (a cache miss each) to break ties to the newer.
-        let one_run = runs.len() == 1;
         let mut top: TopN<(usize, DocId)> = TopN::new(q.n);
         for (i, (&(_, ri, doc), v)) in kept.iter().zip(&vectors).enumerate() {
             if let Some(ahead) = vectors.get(i + PREFETCH) {
                 crate::cpu::prefetch_slice(ahead);
             }
-            let newness = if one_run { doc } else { runs[ri].seg.seq(doc) };
-            top.offer(dot(&t, v), newness, (ri, doc));
+            top.offer(dot(&t, v), newness(runs, ri, doc), (ri, doc));
         }
         top.into_sorted_vec()
             .into_iter()
