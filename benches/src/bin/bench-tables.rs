@@ -84,6 +84,18 @@ enum Table {
         /// Targets per user and target kind.
         #[arg(long, default_value_t = 8)]
         per_kind: usize,
+        /// Rows to time (comma-separated strategy names, and `baselines`
+        /// for naive and bare tantivy); default: every feature strategy and
+        /// the baselines.
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<String>,
+        /// History sizes to time (comma-separated; default 1000,10000,50000).
+        #[arg(long, value_delimiter = ',')]
+        histories: Vec<usize>,
+        /// Also time each strategy on each target kind alone (a row per
+        /// kind: which targets make the tail).
+        #[arg(long)]
+        by_kind: bool,
     },
     /// 100 candidates of one user, one snapshot: batch against one by one.
     Batch {
@@ -96,6 +108,10 @@ enum Table {
         /// Candidates per batch.
         #[arg(long, default_value_t = 100)]
         candidates: usize,
+        /// Rows to time, as for `retrieval` (`baselines`: naive x
+        /// candidates).
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<String>,
     },
 }
 
@@ -130,7 +146,7 @@ fn rows_note(snapshot: &Snapshot) -> String {
         "behaviors read from the tantivy columns (`--no-rows`)".into()
     } else {
         format!(
-            "behaviors read from the warmed row arrays ({}; the baselines read the tantivy columns)",
+            "behaviors read from the warmed row arrays and categories and tags looked up in memory ({}; the baselines read the tantivy columns)",
             mib(snapshot.warm_rows() as u64)
         )
     }
@@ -182,12 +198,39 @@ fn main() -> Result<()> {
             calls,
             users,
             per_kind,
-        } => retrieval_table(&shapes, cli.behaviors, cli.seed, calls, users, per_kind),
+            strategies,
+            histories,
+            by_kind,
+        } => {
+            let mut rows = RetrievalRows::new(&strategies, &histories)?;
+            rows.by_kind = by_kind;
+            retrieval_table(
+                &shapes,
+                cli.behaviors,
+                cli.seed,
+                calls,
+                users,
+                per_kind,
+                &rows,
+            )
+        }
         Table::Batch {
             calls,
             users,
             candidates,
-        } => batch_table(&shapes, cli.behaviors, cli.seed, calls, users, candidates),
+            strategies,
+        } => {
+            let rows = RetrievalRows::new(&strategies, &[])?;
+            batch_table(
+                &shapes,
+                cli.behaviors,
+                cli.seed,
+                calls,
+                users,
+                candidates,
+                &rows,
+            )
+        }
     }
 }
 
@@ -307,6 +350,62 @@ fn time_calls(
     Ok((Percentiles::of(&mut nanos), short))
 }
 
+/// Which rows `bench-tables retrieval` times (`--strategies`, `--histories`).
+struct RetrievalRows {
+    baselines: bool,
+    by_kind: bool,
+    kinds: Vec<StrategyKind>,
+    histories: Vec<usize>,
+}
+
+impl RetrievalRows {
+    fn new(strategies: &[String], histories: &[usize]) -> Result<RetrievalRows> {
+        let feature_kinds = || {
+            StrategyKind::ALL
+                .into_iter()
+                .filter(|k| !k.needs_embeddings())
+        };
+        let (baselines, kinds) = if strategies.is_empty() {
+            (true, feature_kinds().collect())
+        } else {
+            let mut kinds = Vec::new();
+            let mut baselines = false;
+            for s in strategies {
+                if s == "baselines" {
+                    baselines = true;
+                    continue;
+                }
+                let kind: StrategyKind = s.parse()?;
+                if kind.needs_embeddings() {
+                    return Err(format!(
+                        "{kind} needs item embeddings: its table is `cargo bench --bench embedding_table`"
+                    )
+                    .into());
+                }
+                kinds.push(kind);
+            }
+            (baselines, kinds)
+        };
+        let histories = if histories.is_empty() {
+            HISTORY_SIZES.to_vec()
+        } else {
+            if let Some(h) = histories.iter().find(|h| !HISTORY_SIZES.contains(h)) {
+                return Err(format!(
+                    "--histories {h}: the indexes hold users of {HISTORY_SIZES:?}"
+                )
+                .into());
+            }
+            histories.to_vec()
+        };
+        Ok(RetrievalRows {
+            baselines,
+            by_kind: false,
+            kinds,
+            histories,
+        })
+    }
+}
+
 fn naive(snapshot: &Snapshot, s: &Sample) -> Result<usize> {
     Ok(naive_boolean(snapshot, s.user, &s.target, TOP_N, s.as_of)?.len())
 }
@@ -318,6 +417,7 @@ fn retrieval_table(
     calls: usize,
     users: usize,
     per_kind: usize,
+    rows: &RetrievalRows,
 ) -> Result<()> {
     let load_before = load_average();
     let mut out = Vec::new();
@@ -333,50 +433,18 @@ fn retrieval_table(
             rows_note(&snapshot),
         ));
         let sampler = TargetSampler::new(&cfg);
-        for &size in &HISTORY_SIZES {
-            let samples: Vec<Sample> = shaped_samples(&cfg, &sampler, size, users, per_kind, seed)
-                .into_iter()
-                .map(|(_, s)| s)
-                .collect();
+        for &size in &rows.histories {
+            let kinded = shaped_samples(&cfg, &sampler, size, users, per_kind, seed);
+            let samples: Vec<Sample> = kinded.iter().map(|(_, s)| s.clone()).collect();
             let n = samples.len();
-            let (base, _) = time_calls(calls, n, |i| naive(&snapshot, &samples[i]))?;
-            eprintln!(
-                "{shape} {size:>6} naive p50 {:.1} p99 {:.1}",
-                base.p50, base.p99
-            );
-            out.push((
-                shape,
-                size,
-                "naive (baseline)".to_owned(),
-                None,
-                base,
-                base,
-                0,
-            ));
-            let (bare, _) = time_calls(calls, n, |i| {
-                let s = &samples[i];
-                Ok(term_newest(&snapshot, s.user, &s.target, TOP_N, s.as_of)?
-                    .len()
-                    .max(TOP_N))
-            })?;
-            eprintln!(
-                "{shape} {size:>6} bare term p50 {:.1} p99 {:.1}",
-                bare.p50, bare.p99
-            );
-            out.push((
-                shape,
-                size,
-                "bare tantivy (user, category) newest (baseline)".to_owned(),
-                None,
-                bare,
-                base,
-                0,
-            ));
-            // The embedding strategies have their own table (embedding_table).
-            for kind in StrategyKind::ALL
-                .into_iter()
-                .filter(|k| !k.needs_embeddings())
-            {
+            let base = if rows.baselines {
+                Some(baselines(
+                    &snapshot, shape, size, calls, &samples, &mut out,
+                )?)
+            } else {
+                None
+            };
+            for &kind in &rows.kinds {
                 let r = Retriever::new(kind);
                 let (p, short) = time_calls(calls, n, |i| {
                     let s = &samples[i];
@@ -389,14 +457,113 @@ fn retrieval_table(
                 })?;
                 eprintln!("{shape} {size:>6} {kind} p50 {:.1} p99 {:.1}", p.p50, p.p99);
                 out.push((shape, size, kind.to_string(), Some(kind), p, base, short));
+                if !rows.by_kind {
+                    continue;
+                }
+                for target in TargetKind::ALL {
+                    let these: Vec<&Sample> = kinded
+                        .iter()
+                        .filter(|(k, _)| *k == target)
+                        .map(|(_, s)| s)
+                        .collect();
+                    if these.is_empty() {
+                        continue;
+                    }
+                    let (p, short) = time_calls(calls / 4, these.len(), |i| {
+                        let s = these[i];
+                        Ok(r.retrieve(
+                            &snapshot,
+                            s.user,
+                            &Query::new(&s.target, TOP_N).as_of(s.as_of),
+                        )?
+                        .len())
+                    })?;
+                    out.push((
+                        shape,
+                        size,
+                        format!("{kind}, {target:?} targets only"),
+                        None,
+                        p,
+                        None,
+                        short,
+                    ));
+                }
             }
         }
     }
+    print_retrieval(&load_before, calls, users, per_kind, &sizes, out);
+    Ok(())
+}
+
+type RetrievalRow = (
+    SynthShape,
+    usize,
+    String,
+    Option<StrategyKind>,
+    Percentiles,
+    Option<Percentiles>,
+    usize,
+);
+
+/// Times the two baselines on `samples`; returns naive's percentiles.
+fn baselines(
+    snapshot: &Snapshot,
+    shape: SynthShape,
+    size: usize,
+    calls: usize,
+    samples: &[Sample],
+    out: &mut Vec<RetrievalRow>,
+) -> Result<Percentiles> {
+    let n = samples.len();
+    let (base, _) = time_calls(calls, n, |i| naive(snapshot, &samples[i]))?;
+    eprintln!(
+        "{shape} {size:>6} naive p50 {:.1} p99 {:.1}",
+        base.p50, base.p99
+    );
+    out.push((
+        shape,
+        size,
+        "naive (baseline)".to_owned(),
+        None,
+        base,
+        Some(base),
+        0,
+    ));
+    let (bare, _) = time_calls(calls, n, |i| {
+        let s = &samples[i];
+        Ok(term_newest(snapshot, s.user, &s.target, TOP_N, s.as_of)?
+            .len()
+            .max(TOP_N))
+    })?;
+    eprintln!(
+        "{shape} {size:>6} bare term p50 {:.1} p99 {:.1}",
+        bare.p50, bare.p99
+    );
+    out.push((
+        shape,
+        size,
+        "bare tantivy (user, category) newest (baseline)".to_owned(),
+        None,
+        bare,
+        Some(base),
+        0,
+    ));
+    Ok(base)
+}
+
+fn print_retrieval(
+    load_before: &str,
+    calls: usize,
+    users: usize,
+    per_kind: usize,
+    sizes: &[(SynthShape, u64, usize, String)],
+    out: Vec<RetrievalRow>,
+) {
     header(
         "Retrieval latency by log shape, top 50, one thread",
-        &load_before,
+        load_before,
     );
-    for (shape, n, segs, rows) in &sizes {
+    for (shape, n, segs, rows) in sizes {
         print!("{shape}: {n} behaviors, {segs} segment(s), {rows}. ");
     }
     println!(" ");
@@ -425,17 +592,16 @@ fn retrieval_table(
             name
         };
         println!(
-            "| {shape} | {size} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1}x | {:.1}x | {aim} |",
+            "| {shape} | {size} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {aim} |",
             p.p50,
             p.p99,
             p.p999,
             p.mean,
-            base.p50 / p.p50,
-            base.p99 / p.p99
+            base.map_or("-".into(), |b| format!("{:.1}x", b.p50 / p.p50)),
+            base.map_or("-".into(), |b| format!("{:.1}x", b.p99 / p.p99)),
         );
     }
     println!();
-    Ok(())
 }
 
 fn queries(v: &[Sample]) -> Vec<Query<'_>> {
@@ -459,6 +625,7 @@ fn batch_table(
     calls: usize,
     users: usize,
     candidates: usize,
+    rows: &RetrievalRows,
 ) -> Result<()> {
     let load_before = load_average();
     let mut out = Vec::new();
@@ -500,30 +667,31 @@ fn batch_table(
             categories as f64 / requests.len().max(1) as f64,
         ));
         let n = requests.len();
-        let (base, _) = time_calls(calls, n, |i| {
-            let mut total = 0;
-            for s in &requests[i].1 {
-                total += naive(&snapshot, s)?;
-            }
-            Ok(total)
-        })?;
-        eprintln!(
-            "{shape} batch naive x{candidates} p50 {:.1} p99 {:.1}",
-            base.p50, base.p99
-        );
-        out.push((
-            shape,
-            "naive x candidates (baseline)".to_owned(),
-            None,
-            base,
-            base,
-            base,
-        ));
-        // The embedding strategies have their own table (embedding_table).
-        for kind in StrategyKind::ALL
-            .into_iter()
-            .filter(|k| !k.needs_embeddings())
-        {
+        let base = if rows.baselines {
+            let (base, _) = time_calls(calls, n, |i| {
+                let mut total = 0;
+                for s in &requests[i].1 {
+                    total += naive(&snapshot, s)?;
+                }
+                Ok(total)
+            })?;
+            eprintln!(
+                "{shape} batch naive x{candidates} p50 {:.1} p99 {:.1}",
+                base.p50, base.p99
+            );
+            out.push((
+                shape,
+                "naive x candidates (baseline)".to_owned(),
+                None,
+                base,
+                base,
+                Some(base),
+            ));
+            Some(base)
+        } else {
+            None
+        };
+        for &kind in &rows.kinds {
             let r = Retriever::new(kind);
             let (one, _) = time_calls(calls, n, |i| {
                 let (user, v) = &requests[i];
@@ -568,13 +736,13 @@ fn batch_table(
             None => String::new(),
         };
         println!(
-            "| {shape} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1}x | {:.1}x | {goal} |",
+            "| {shape} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1}x | {} | {goal} |",
             p.p50,
             p.p99,
             p.mean,
             one.p50,
             one.p50 / p.p50,
-            base.p50 / p.p50
+            base.map_or("-".into(), |b| format!("{:.1}x", b.p50 / p.p50)),
         );
     }
     println!();

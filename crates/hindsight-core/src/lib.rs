@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod cache;
 pub mod host;
 mod keys;
 pub mod limits;

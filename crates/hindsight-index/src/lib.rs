@@ -29,6 +29,7 @@ pub mod baseline;
 mod error;
 mod index;
 mod ingest;
+mod key_docs;
 pub mod manifest;
 mod postings;
 pub mod schema;
@@ -43,7 +44,9 @@ pub use ingest::{
 };
 pub use manifest::{IndexState, IngestRecord, Manifest};
 pub use postings::{KeyPostings, NewestMatches, PostingDocs};
-pub use snapshot::{DocId, History, Run, SegmentView, Snapshot, SnapshotStats, ROW_BYTES};
+pub use snapshot::{
+    DocId, History, Run, SegmentView, Snapshot, SnapshotStats, PREFETCH_STRETCH, ROW_BYTES,
+};
 pub use writer::{AppendReport, LiveWriter, NewBehavior};
 
 #[cfg(test)]

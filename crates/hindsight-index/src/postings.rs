@@ -17,16 +17,35 @@ use crate::snapshot::{DocId, Run};
 use crate::Result;
 
 /// The postings of one feature key of a user in the user's run of one
-/// segment (from [`Run::postings`]).
+/// segment (from [`Run::postings`]): tantivy's posting list, or for the
+/// category and tag keys of a warmed segment the same documents held in
+/// memory (see `key_docs`).
 #[derive(Clone)]
 pub struct KeyPostings<'a> {
     run: Run<'a>,
-    info: TermInfo,
+    source: Source<'a>,
+}
+
+#[derive(Clone)]
+enum Source<'a> {
+    Tantivy(TermInfo),
+    Memory(&'a [DocId]),
 }
 
 impl<'a> KeyPostings<'a> {
     pub(crate) fn new(run: Run<'a>, info: TermInfo) -> Self {
-        KeyPostings { run, info }
+        KeyPostings {
+            run,
+            source: Source::Tantivy(info),
+        }
+    }
+
+    /// `docs`: every document of the run's segment holding the key, ascending.
+    pub(crate) fn in_memory(run: Run<'a>, docs: &'a [DocId]) -> Self {
+        KeyPostings {
+            run,
+            source: Source::Memory(docs),
+        }
     }
 
     /// Number of documents of the segment that hold the key: the run's
@@ -34,7 +53,10 @@ impl<'a> KeyPostings<'a> {
     /// feature), so another user's behavior holds it only on a hash
     /// collision; [`docs`](Self::docs) never leaves the run).
     pub fn doc_freq(&self) -> u32 {
-        self.info.doc_freq
+        match &self.source {
+            Source::Tantivy(info) => info.doc_freq,
+            Source::Memory(docs) => docs.len() as u32,
+        }
     }
 
     /// The run these postings belong to.
@@ -42,55 +64,101 @@ impl<'a> KeyPostings<'a> {
         &self.run
     }
 
+    /// For postings held in memory (a warmed segment's category or tag
+    /// key): the run's documents before `bound` that hold the key, newest
+    /// first, without windows. `None` for tantivy's postings, which read
+    /// forwards only ([`NewestMatches`] reads those newest first).
+    pub fn newest_before(&self, bound: DocId) -> Option<impl Iterator<Item = DocId> + 'a> {
+        match self.source {
+            Source::Tantivy(_) => None,
+            Source::Memory(all) => {
+                let lo = all.partition_point(|&d| d < self.run.start);
+                let hi = lo + all[lo..].partition_point(|&d| d < bound.min(self.run.end));
+                Some(all[lo..hi].iter().rev().copied())
+            }
+        }
+    }
+
     /// The documents of the run in `[from, to)` that hold the key,
     /// ascending. Each call opens the posting list afresh (they can only be
     /// read forwards).
-    pub fn docs(&self, from: DocId, to: DocId) -> Result<PostingDocs> {
-        let postings = self.run.seg.postings_from(&self.info)?;
-        let doc = postings.doc();
-        let mut docs = PostingDocs {
-            postings,
-            doc,
-            to: to.min(self.run.end),
+    pub fn docs(&self, from: DocId, to: DocId) -> Result<PostingDocs<'a>> {
+        let (from, to) = (from.max(self.run.start), to.min(self.run.end));
+        let mut docs = match &self.source {
+            Source::Tantivy(info) => {
+                let postings = self.run.seg.postings_from(info)?;
+                let doc = postings.doc();
+                PostingDocs(Cursor::Tantivy { postings, doc, to })
+            }
+            Source::Memory(all) => {
+                let lo = all.partition_point(|&d| d < from);
+                let hi = lo + all[lo..].partition_point(|&d| d < to);
+                PostingDocs(Cursor::Memory(all[lo..hi].iter()))
+            }
         };
-        docs.skip_to(from.max(self.run.start));
+        docs.skip_to(from);
         Ok(docs)
     }
 }
 
 /// An ascending cursor over a key's documents in a doc range (from
 /// [`KeyPostings::docs`]).
-pub struct PostingDocs {
-    postings: SegmentPostings,
-    /// The next document to yield (`tantivy::TERMINATED` at the end).
-    doc: DocId,
-    /// One past the last document to yield.
-    to: DocId,
+pub struct PostingDocs<'a>(Cursor<'a>);
+
+// The tantivy cursor is the large one, and the one opened per read: boxing
+// it would add an allocation to every open.
+#[allow(clippy::large_enum_variant)]
+enum Cursor<'a> {
+    /// A tantivy posting list.
+    Tantivy {
+        postings: SegmentPostings,
+        /// The next document to yield (`tantivy::TERMINATED` at the end).
+        doc: DocId,
+        /// One past the last document to yield.
+        to: DocId,
+    },
+    /// The documents in range of a key held in memory.
+    Memory(std::slice::Iter<'a, DocId>),
 }
 
-impl PostingDocs {
+impl PostingDocs<'_> {
     /// Skips forward: the next document yielded is the first at or after
     /// `target`. A target at or before the cursor changes nothing.
     pub fn skip_to(&mut self, target: DocId) {
-        // tantivy's `seek` requires a target at or after the current doc,
-        // and a fresh posting list already sits on its first doc.
-        if self.doc < target {
-            self.doc = self.postings.seek(target);
+        match &mut self.0 {
+            Cursor::Tantivy { postings, doc, .. } => {
+                // tantivy's `seek` requires a target at or after the current
+                // doc, and a fresh posting list already sits on its first doc.
+                if *doc < target {
+                    *doc = postings.seek(target);
+                }
+            }
+            Cursor::Memory(it) => {
+                let rest = it.as_slice();
+                let skip = rest.partition_point(|&d| d < target);
+                *it = rest[skip..].iter();
+            }
         }
     }
 }
 
-impl Iterator for PostingDocs {
+impl Iterator for PostingDocs<'_> {
     type Item = DocId;
 
+    #[inline]
     fn next(&mut self) -> Option<DocId> {
-        // TERMINATED is u32::MAX, never below `to`.
-        if self.doc >= self.to {
-            return None;
+        match &mut self.0 {
+            Cursor::Tantivy { postings, doc, to } => {
+                // TERMINATED is u32::MAX, never below `to`.
+                if *doc >= *to {
+                    return None;
+                }
+                let d = *doc;
+                *doc = postings.advance();
+                Some(d)
+            }
+            Cursor::Memory(it) => it.next().copied(),
         }
-        let doc = self.doc;
-        self.doc = self.postings.advance();
-        Some(doc)
     }
 }
 

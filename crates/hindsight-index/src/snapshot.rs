@@ -16,6 +16,7 @@ use tantivy::postings::{SegmentPostings, TermInfo};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, SegmentReader, Term};
 
+use crate::key_docs::KeyDocs;
 use crate::manifest::IndexState;
 use crate::postings::KeyPostings;
 use crate::schema::{key_count, names, split_user_seq_key, user_seq_key, Fields};
@@ -67,6 +68,9 @@ struct Rows {
     docs: Vec<Row>,
     /// The categories then the tags of each doc, at `Row::off`.
     features: Vec<u64>,
+    /// The postings of the segment's (user, category) and (user, tag) keys
+    /// (`None` beyond 2^32 such pairs: lookups then go to tantivy).
+    keys: Option<KeyDocs>,
 }
 
 /// One document's behavior, 32 bytes (two to a cache line).
@@ -81,6 +85,11 @@ struct Row {
     /// Where the doc's categories start in `Rows::features`.
     off: u32,
 }
+
+/// Docs per [`SegmentView::prefetch`] call of the row reads: enough misses
+/// in flight to cover the memory latency, few enough that the lines stay in
+/// L1/L2 until they are read.
+pub const PREFETCH_STRETCH: usize = 32;
 
 /// Bytes per document of a warmed segment's row array (plus 8 per
 /// category or tag).
@@ -145,7 +154,22 @@ impl Rows {
         }
         u32::try_from(features.len()).ok()?;
         features.shrink_to_fit();
-        Some(Rows { docs, features })
+        let keys = KeyDocs::build(
+            docs.len(),
+            |d| docs[d].uk,
+            |d| {
+                let r = &docs[d];
+                let off = r.off as usize;
+                let (nc, nt) = (r.ncats(), r.ntags());
+                // In range: `off` and the counts were written just above.
+                (&features[off..off + nc], &features[off + nc..off + nc + nt])
+            },
+        );
+        Some(Rows {
+            docs,
+            features,
+            keys,
+        })
     }
 
     #[inline]
@@ -167,8 +191,62 @@ impl Rows {
         }
     }
 
+    /// [`behavior`](Self::behavior) of each of `docs`, appended to `out`,
+    /// a [`PREFETCH_STRETCH`] of docs at a time after
+    /// [`prefetch`](Self::prefetch) unless they are consecutive.
+    fn behaviors_into(&self, docs: &[DocId], out: &mut Vec<Behavior>) {
+        out.reserve(docs.len());
+        for stretch in docs.chunks(PREFETCH_STRETCH) {
+            // Consecutive docs (`recent`, padding) are what the hardware
+            // prefetcher already follows; the hint would only cost.
+            let consecutive = match (stretch.first(), stretch.last()) {
+                (Some(a), Some(b)) => a.abs_diff(*b) as usize + 1 == stretch.len(),
+                _ => true,
+            };
+            if !consecutive {
+                self.prefetch(stretch);
+            }
+            out.extend(stretch.iter().map(|&doc| self.behavior(doc)));
+        }
+    }
+
+    /// Asks for the rows of `docs` and then their features in cache.
+    ///
+    /// Scattered docs (a category's matches over a long history) cost two
+    /// dependent cache misses each, the row and then its features, which a
+    /// plain loop waits for one after another. Prefetching every row of a
+    /// stretch and then (the rows now arriving) every row's features lets
+    /// the misses of the stretch overlap.
+    fn prefetch(&self, docs: &[DocId]) {
+        for &doc in docs {
+            if let Some(r) = self.docs.get(doc as usize) {
+                hindsight_core::cache::prefetch(r);
+            }
+        }
+        for &doc in docs {
+            if let Some((cats, tags)) = self.features_of(doc) {
+                hindsight_core::cache::prefetch_slice(cats);
+                hindsight_core::cache::prefetch_slice(tags);
+            }
+        }
+    }
+
+    /// The categories and the tags of `doc`.
+    #[inline]
+    fn features_of(&self, doc: DocId) -> Option<(&[u64], &[u64])> {
+        let r = self.docs.get(doc as usize)?;
+        let off = r.off as usize;
+        let (nc, nt) = (r.ncats(), r.ntags());
+        Some((
+            self.features.get(off..off + nc)?,
+            self.features.get(off + nc..off + nc + nt)?,
+        ))
+    }
+
     fn bytes(&self) -> usize {
-        self.docs.len() * ROW_BYTES + self.features.len() * 8
+        self.docs.len() * ROW_BYTES
+            + self.features.len() * 8
+            + self.keys.as_ref().map_or(0, KeyDocs::bytes)
     }
 }
 
@@ -251,6 +329,12 @@ impl SegmentView {
     #[inline]
     fn rows(&self) -> Option<&Rows> {
         self.rows.get().and_then(Option::as_ref)
+    }
+
+    /// The in-memory category and tag postings of a warmed segment.
+    #[inline]
+    pub(crate) fn key_docs(&self) -> Option<&KeyDocs> {
+        self.rows().and_then(|r| r.keys.as_ref())
     }
 
     /// The segment's id.
@@ -403,7 +487,7 @@ impl SegmentView {
     /// column once per 64 documents rather than once per document.
     pub fn behaviors_into(&self, docs: &[DocId], out: &mut Vec<Behavior>) {
         if let Some(r) = self.rows() {
-            out.extend(docs.iter().map(|&doc| r.behavior(doc)));
+            r.behaviors_into(docs, out);
             return;
         }
         const CHUNK: usize = 64;
@@ -435,16 +519,33 @@ impl SegmentView {
         }
     }
 
+    /// A hint that the behaviors at `docs` are about to be read: brings
+    /// their rows and features towards the cache (at most
+    /// [`PREFETCH_STRETCH`] docs a call are useful). No effect on results,
+    /// none on a segment that is not warm.
+    #[inline]
+    pub fn prefetch(&self, docs: &[DocId]) {
+        if let Some(r) = self.rows() {
+            r.prefetch(docs);
+        }
+    }
+
     /// The categories of a document.
     #[inline]
     pub fn categories(&self, doc: DocId) -> impl Iterator<Item = u64> + '_ {
-        self.cats.values_for_doc(doc)
+        match self.rows().and_then(|r| r.features_of(doc)) {
+            Some((cats, _)) => Values::Row(cats.iter()),
+            None => Values::Column(self.cats.values_for_doc(doc)),
+        }
     }
 
     /// The tags of a document.
     #[inline]
     pub fn tags(&self, doc: DocId) -> impl Iterator<Item = u64> + '_ {
-        self.tags.values_for_doc(doc)
+        match self.rows().and_then(|r| r.features_of(doc)) {
+            Some((_, tags)) => Values::Row(tags.iter()),
+            None => Values::Column(self.tags.values_for_doc(doc)),
+        }
     }
 
     /// The term info of a feature key in this segment (its document
@@ -461,6 +562,25 @@ impl SegmentView {
         Ok(self
             .keys
             .read_postings_from_terminfo(info, IndexRecordOption::Basic)?)
+    }
+}
+
+/// The categories or tags of a doc: from its row when the segment is warm,
+/// else from the column.
+enum Values<'a, C> {
+    Row(std::slice::Iter<'a, u64>),
+    Column(C),
+}
+
+impl<C: Iterator<Item = u64>> Iterator for Values<'_, C> {
+    type Item = u64;
+
+    #[inline]
+    fn next(&mut self) -> Option<u64> {
+        match self {
+            Values::Row(it) => it.next().copied(),
+            Values::Column(c) => c.next(),
+        }
     }
 }
 
@@ -520,7 +640,13 @@ impl<'a> Run<'a> {
     /// The postings of the user's feature `(kind, value)` in this run
     /// (`None` if no behavior of the segment has it).
     pub fn postings(&self, kind: FeatureKind, value: u64) -> Result<Option<KeyPostings<'a>>> {
-        let info = self.seg.term_info(feature_key(self.user, kind, value))?;
+        let key = feature_key(self.user, kind, value);
+        if matches!(kind, FeatureKind::Category | FeatureKind::Tag) {
+            if let Some(kd) = self.seg.key_docs() {
+                return Ok(kd.get(key).map(|docs| KeyPostings::in_memory(*self, docs)));
+            }
+        }
+        let info = self.seg.term_info(key)?;
         Ok(info.map(|info| KeyPostings::new(*self, info)))
     }
 

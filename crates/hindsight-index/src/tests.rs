@@ -569,3 +569,76 @@ fn warmed_rows_read_exactly_what_the_columns_hold() {
     let reopened = BehaviorIndex::open(dir.path()).unwrap();
     assert_eq!(read_all(&reopened.snapshot()), all);
 }
+
+/// (user, value, doc frequency, every doc, a sub-range read with a skip).
+type KeyRead = (u64, u64, u32, Vec<crate::DocId>, Vec<crate::DocId>);
+
+/// Every (user, category) and (user, tag) key's postings, with their doc
+/// frequency, and a read of a sub-range with a skip, for users 0..7.
+fn read_keys(snap: &crate::Snapshot) -> Vec<KeyRead> {
+    use hindsight_core::FeatureKind;
+    let mut out = Vec::new();
+    for user in 0..8 {
+        let history = snap.history(user);
+        for run in history.runs() {
+            for (kind, values) in [
+                (FeatureKind::Category, 0..20),
+                (FeatureKind::Tag, 1000..1030),
+            ] {
+                for v in values {
+                    let Some(p) = run.postings(kind, v).unwrap() else {
+                        continue;
+                    };
+                    let all: Vec<_> = p.docs(0, u32::MAX).unwrap().collect();
+                    let mid = run.start + run.len() / 3;
+                    let mut part = p.docs(mid, run.end - 1).unwrap();
+                    let first = part.next();
+                    part.skip_to(mid + run.len() / 3);
+                    let rest: Vec<_> = first.into_iter().chain(part).collect();
+                    out.push((user, v, p.doc_freq(), all, rest));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn warmed_key_postings_equal_tantivys() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    let batch = |from: u64| -> Vec<NewBehavior> {
+        (from..from + 6000)
+            .map(|i| NewBehavior {
+                user_id: i % 7,
+                item_id: i * 13 % 101,
+                features: ItemFeatures {
+                    categories: (0..i % 4).map(|c| c * 5 + i % 3).collect(),
+                    tags: (0..i % 3).map(|t| 1000 + t * 7 + i % 5).collect(),
+                },
+                behavior_type: (i % 4) as u8,
+                timestamp: 1_000_000 + i as i64 * 17,
+            })
+            .collect()
+    };
+    index.append(&batch(0)).unwrap();
+    index.append(&batch(6000)).unwrap();
+    let cold = read_keys(&index.snapshot());
+    assert!(cold.len() > 100, "{} keys", cold.len());
+    // Some lists span several of tantivy's 128-doc blocks.
+    assert!(
+        cold.iter().any(|k| k.2 > 128),
+        "{:?}",
+        cold.iter().map(|k| k.2).max()
+    );
+    index.keep_rows_warm();
+    let snap = index.snapshot();
+    assert!(snap.segments().iter().all(|s| s.key_docs().is_some()));
+    assert_eq!(read_keys(&snap), cold);
+    // Keys no behavior holds stay absent.
+    let run = snap.history(3).runs()[0];
+    assert!(run
+        .postings(hindsight_core::FeatureKind::Category, 99)
+        .unwrap()
+        .is_none());
+}

@@ -402,6 +402,31 @@ proptest! {
                 }
             }
         }
+        // Warmed rows and in-memory category and tag postings change what
+        // the strategies read from, never what they return.
+        let ubrs: Vec<Retriever> = configs
+            .iter()
+            .map(|c| Retriever::with_strategy(Box::new(Ubr { config: c.clone() })))
+            .collect();
+        let everything = |snap: &hindsight_index::Snapshot| -> Vec<Vec<(u32, f32)>> {
+            let mut out = Vec::new();
+            for (user, target, n, as_of, filter) in &queries {
+                let q = Query::new(target, *n).as_of(*as_of).filter(filter.clone());
+                for r in all.iter().chain(&ubrs) {
+                    let hits = r.retrieve(snap, *user, &q).unwrap();
+                    out.push(hits.iter().map(|h| (h.behavior.seq, h.score)).collect());
+                }
+                let batch = all[0].retrieve_batch(snap, *user, std::slice::from_ref(&q)).unwrap();
+                out.push(batch.to_vecs().concat().iter().map(|h| (h.behavior.seq, h.score)).collect());
+            }
+            out
+        };
+        let cold = everything(&snap);
+        drop(snap);
+        index.keep_rows_warm();
+        let warm = index.snapshot();
+        prop_assert!(warm.segments().iter().all(|s| s.is_warm()));
+        prop_assert_eq!(everything(&warm), cold);
     }
 }
 

@@ -476,6 +476,12 @@ pub(crate) fn pad_with_recent(
     }
     let target_len = out.len() + need;
     let runs = history.runs();
+    // Sorted, for a binary search per padding candidate instead of a scan
+    // of every pick (up to N x N comparisons).
+    let mut taken = taken.to_vec();
+    taken.sort_unstable();
+    let taken = &taken[..];
+    let is_taken = |key: (usize, DocId)| taken.binary_search(&key).is_ok();
     if runs.len() == 1 && q.filter.is_empty() && !needs_ts_check(history, q) {
         // One run, nothing to check per doc: the newest docs below the
         // bound, without reading their seq.
@@ -483,7 +489,7 @@ pub(crate) fn pad_with_recent(
         let mut doc = run.bound(&q.as_of, history.ts_monotonic());
         while doc > run.start && out.len() < target_len {
             doc -= 1;
-            if !taken.contains(&(0, doc)) {
+            if !is_taken((0, doc)) {
                 out.push(Pick {
                     run: 0,
                     doc,
@@ -499,7 +505,7 @@ pub(crate) fn pad_with_recent(
         if stop_below.is_some_and(|s| seg.timestamp(doc) < s) {
             return false;
         }
-        if !taken.contains(&(i, doc)) && admits(seg, doc, q, false) {
+        if !is_taken((i, doc)) && admits(seg, doc, q, false) {
             out.push(Pick {
                 run: i,
                 doc,

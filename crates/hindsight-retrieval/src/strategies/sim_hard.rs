@@ -51,18 +51,32 @@ impl SimHard {
                 keys.extend(postings.get(0, FeatureKind::Category, c)?);
             }
             let keys: Vec<&KeyPostings<'a>> = keys.iter().collect();
-            let mut reader = NewestMatches::new(run, run.bound(&q.as_of, history.ts_monotonic()));
+            let bound = run.bound(&q.as_of, history.ts_monotonic());
             let mut found = 0;
-            'read: while found < q.n && reader.next_window(&keys, q.n, &mut window)? {
-                for &doc in &window {
-                    if admits(run.seg, doc, q, check_ts) {
-                        out.push(Pick {
-                            run: 0,
-                            doc,
-                            score: 1.0,
-                        });
-                        found += 1;
-                        if found == q.n {
+            let mut take = |doc: DocId| {
+                if admits(run.seg, doc, q, check_ts) {
+                    out.push(Pick {
+                        run: 0,
+                        doc,
+                        score: 1.0,
+                    });
+                    found += 1;
+                }
+                found < q.n
+            };
+            // One key held in memory: its docs below the bound, newest
+            // first, as they are; otherwise windows of the union.
+            let single = match keys[..] {
+                [k] => k.newest_before(bound),
+                _ => None,
+            };
+            if let Some(mut newest) = single {
+                newest.try_for_each(|doc| take(doc).then_some(()));
+            } else {
+                let mut reader = NewestMatches::new(run, bound);
+                'read: while reader.next_window(&keys, q.n, &mut window)? {
+                    for &doc in &window {
+                        if !take(doc) {
                             break 'read;
                         }
                     }

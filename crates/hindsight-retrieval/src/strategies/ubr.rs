@@ -18,7 +18,9 @@
 //! every posting in full.
 
 use hindsight_core::FeatureKind;
-use hindsight_index::{DocId, History, KeyPostings, NewestMatches, Run, SegmentView};
+use hindsight_index::{
+    DocId, History, KeyPostings, NewestMatches, Run, SegmentView, PREFETCH_STRETCH,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -267,8 +269,16 @@ impl<'s, 'a> Search<'s, 'a> {
         }
         seen.sort_unstable();
         seen.dedup();
-        for &(ri, doc) in &seen {
-            self.consider(ri, doc);
+        let mut docs = Vec::with_capacity(PREFETCH_STRETCH);
+        for stretch in seen.chunks(PREFETCH_STRETCH) {
+            docs.clear();
+            docs.extend(stretch.iter().map(|&(_, doc)| doc));
+            // One stretch may span two runs; the hint is for the first's
+            // segment (the usual case is one run).
+            self.runs[stretch[0].0].seg.prefetch(&docs);
+            for &(ri, doc) in stretch {
+                self.consider(ri, doc);
+            }
         }
         Ok(seen)
     }
@@ -315,9 +325,21 @@ impl<'s, 'a> Search<'s, 'a> {
                 if !reader.next_window(&essential, self.q.n, &mut window)? {
                     continue 'runs;
                 }
-                for &doc in &window {
-                    if seen.binary_search(&(ri, doc)).is_err() {
-                        self.consider(ri, doc);
+                let seg = self.runs[ri].seg;
+                for stretch in window.chunks(PREFETCH_STRETCH) {
+                    seg.prefetch(stretch);
+                    for &doc in stretch {
+                        if seen.binary_search(&(ri, doc)).is_err() {
+                            self.consider(ri, doc);
+                            // Within a window too: once no term is
+                            // essential, no behavior left (all older than
+                            // the heap's) can get in.
+                            if self.top.threshold().is_some()
+                                && self.non_essential(&by_bound) >= by_bound.len()
+                            {
+                                break 'runs;
+                            }
+                        }
                     }
                 }
             }
