@@ -350,6 +350,20 @@ fn time_calls(
     Ok((Percentiles::of(&mut nanos), short))
 }
 
+/// [`time_calls`] of `r.retrieve` over `samples`, top [`TOP_N`].
+fn time_retrieve(
+    r: &Retriever,
+    snapshot: &Snapshot,
+    calls: usize,
+    samples: &[&Sample],
+) -> Result<(Percentiles, usize)> {
+    time_calls(calls, samples.len(), |i| {
+        let s = samples[i];
+        let q = Query::new(&s.target, TOP_N).as_of(s.as_of);
+        Ok(r.retrieve(snapshot, s.user, &q)?.len())
+    })
+}
+
 /// Which rows `bench-tables retrieval` times (`--strategies`, `--histories`).
 struct RetrievalRows {
     baselines: bool,
@@ -436,7 +450,6 @@ fn retrieval_table(
         for &size in &rows.histories {
             let kinded = shaped_samples(&cfg, &sampler, size, users, per_kind, seed);
             let samples: Vec<Sample> = kinded.iter().map(|(_, s)| s.clone()).collect();
-            let n = samples.len();
             let base = if rows.baselines {
                 Some(baselines(
                     &snapshot, shape, size, calls, &samples, &mut out,
@@ -444,17 +457,10 @@ fn retrieval_table(
             } else {
                 None
             };
+            let all: Vec<&Sample> = samples.iter().collect();
             for &kind in &rows.kinds {
                 let r = Retriever::new(kind);
-                let (p, short) = time_calls(calls, n, |i| {
-                    let s = &samples[i];
-                    Ok(r.retrieve(
-                        &snapshot,
-                        s.user,
-                        &Query::new(&s.target, TOP_N).as_of(s.as_of),
-                    )?
-                    .len())
-                })?;
+                let (p, short) = time_retrieve(&r, &snapshot, calls, &all)?;
                 eprintln!("{shape} {size:>6} {kind} p50 {:.1} p99 {:.1}", p.p50, p.p99);
                 out.push((shape, size, kind.to_string(), Some(kind), p, base, short));
                 if !rows.by_kind {
@@ -469,15 +475,7 @@ fn retrieval_table(
                     if these.is_empty() {
                         continue;
                     }
-                    let (p, short) = time_calls(calls / 4, these.len(), |i| {
-                        let s = these[i];
-                        Ok(r.retrieve(
-                            &snapshot,
-                            s.user,
-                            &Query::new(&s.target, TOP_N).as_of(s.as_of),
-                        )?
-                        .len())
-                    })?;
+                    let (p, short) = time_retrieve(&r, &snapshot, calls / 4, &these)?;
                     out.push((
                         shape,
                         size,

@@ -505,6 +505,24 @@ fn a_failed_create_leaves_no_folder() {
     assert!(!nested.join("c").exists());
 }
 
+/// Behaviors `from..from + len` of seven users, with 0 to 3 categories
+/// and 0 to 2 tags, every behavior type, increasing timestamps.
+fn mixed_batch(from: u64, len: u64) -> Vec<NewBehavior> {
+    (from..from + len)
+        .map(|i| NewBehavior {
+            user_id: i % 7,
+            item_id: i * 13 % 101,
+            // 0 to 3 categories, 0 to 2 tags.
+            features: ItemFeatures {
+                categories: (0..i % 4).map(|c| c * 5 + i % 3).collect(),
+                tags: (0..i % 3).map(|t| 1000 + t * 7 + i % 5).collect(),
+            },
+            behavior_type: (i % 4) as u8,
+            timestamp: 1_000_000 + i as i64 * 17,
+        })
+        .collect()
+}
+
 /// Everything a segment view reads about its docs, through whichever path
 /// it has (columns, or the row array once warmed).
 fn read_all(snap: &crate::Snapshot) -> Vec<(hindsight_core::Behavior, u32, i64, u64, u8, u32)> {
@@ -532,21 +550,7 @@ fn read_all(snap: &crate::Snapshot) -> Vec<(hindsight_core::Behavior, u32, i64, 
 fn warmed_rows_read_exactly_what_the_columns_hold() {
     let dir = tempfile::tempdir().unwrap();
     let index = new_index(dir.path());
-    let batch = |from: u64| -> Vec<NewBehavior> {
-        (from..from + 300)
-            .map(|i| NewBehavior {
-                user_id: i % 7,
-                item_id: i * 13 % 101,
-                // 0 to 3 categories, 0 to 2 tags.
-                features: ItemFeatures {
-                    categories: (0..i % 4).map(|c| c * 5 + i % 3).collect(),
-                    tags: (0..i % 3).map(|t| 1000 + t * 7 + i % 5).collect(),
-                },
-                behavior_type: (i % 4) as u8,
-                timestamp: 1_000_000 + i as i64 * 17,
-            })
-            .collect()
-    };
+    let batch = |from: u64| mixed_batch(from, 300);
     index.append(&batch(0)).unwrap();
     index.append(&batch(300)).unwrap();
     let cold = read_all(&index.snapshot());
@@ -607,20 +611,7 @@ fn read_keys(snap: &crate::Snapshot) -> Vec<KeyRead> {
 fn warmed_key_postings_equal_tantivys() {
     let dir = tempfile::tempdir().unwrap();
     let index = new_index(dir.path());
-    let batch = |from: u64| -> Vec<NewBehavior> {
-        (from..from + 6000)
-            .map(|i| NewBehavior {
-                user_id: i % 7,
-                item_id: i * 13 % 101,
-                features: ItemFeatures {
-                    categories: (0..i % 4).map(|c| c * 5 + i % 3).collect(),
-                    tags: (0..i % 3).map(|t| 1000 + t * 7 + i % 5).collect(),
-                },
-                behavior_type: (i % 4) as u8,
-                timestamp: 1_000_000 + i as i64 * 17,
-            })
-            .collect()
-    };
+    let batch = |from: u64| mixed_batch(from, 6000);
     index.append(&batch(0)).unwrap();
     index.append(&batch(6000)).unwrap();
     let cold = read_keys(&index.snapshot());
