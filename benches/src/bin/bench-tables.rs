@@ -33,7 +33,7 @@ use hindsight_benches::{
     Result, Sample, DATA_ENV, HISTORY_SIZES, TOP_N,
 };
 use hindsight_core::AsOf;
-use hindsight_index::baseline::{naive_boolean, term_newest};
+use hindsight_index::baseline::{naive_boolean, postings_newest, term_newest};
 use hindsight_index::Snapshot;
 use hindsight_retrieval::{Query, Retriever, StrategyKind};
 use hindsight_synth::{SynthConfig, SynthShape, TargetKind, TargetSampler};
@@ -546,6 +546,27 @@ fn baselines(
         Some(base),
         0,
     ));
+    let (open, _) = time_calls(calls, n, |i| {
+        let s = &samples[i];
+        Ok(
+            postings_newest(snapshot, s.user, &s.target, TOP_N, s.as_of)?
+                .len()
+                .max(TOP_N),
+        )
+    })?;
+    eprintln!(
+        "{shape} {size:>6} bare postings p50 {:.1} p99 {:.1}",
+        open.p50, open.p99
+    );
+    out.push((
+        shape,
+        size,
+        "bare tantivy postings, columns held open (baseline)".to_owned(),
+        None,
+        open,
+        Some(base),
+        0,
+    ));
     Ok(base)
 }
 
@@ -572,7 +593,9 @@ fn print_retrieval(
          path. naive = `naive_boolean` (tantivy `Must(user) + Should(item) + \
          Should(category)`, `FilterCollector` on `uk`); bare tantivy = `term_newest` (the \
          (user, category) terms, `TopDocs` by `uk` descending, fields from the open columns, \
-         no padding), both measured in the same run. Aims at 50k: \
+         no padding); bare postings = `postings_newest` (the same lookup on tantivy's \
+         postings and columns directly, all held open: whole posting lists, no padding); all \
+         measured in the same run. Aims at 50k: \
          p99 <= 5 us `recent`, `sim-hard`; <= 15 us `ubr`, `hybrid`."
     );
     println!();

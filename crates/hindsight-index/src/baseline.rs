@@ -127,3 +127,45 @@ pub fn term_newest(
         .map(|(_, addr)| segments[addr.segment_ord as usize].behavior_from_columns(addr.doc_id))
         .collect())
 }
+
+/// The same lookup as [`term_newest`] on tantivy's postings and columns
+/// directly, all held open (what issue 12 measured as "bare tantivy,
+/// columns held open"): in every segment the whole posting list of each of
+/// the target's (user, category) keys, the docs before the as-of point (by
+/// `uk` from the open column), the newest `n` over all segments, and their
+/// fields from the open columns. None of hindsight's read path: no row
+/// arrays, no in-memory key postings, no newest-first windows.
+pub fn postings_newest(
+    snapshot: &Snapshot,
+    user: u64,
+    target: &Target,
+    n: usize,
+    as_of: AsOf,
+) -> Result<Vec<Behavior>> {
+    let upper = user_seq_key(user, as_of.seq.unwrap_or(MAX_SEQ));
+    let segments = snapshot.segments();
+    let mut hits: Vec<(u64, usize, DocId)> = Vec::new();
+    for (si, seg) in segments.iter().enumerate() {
+        for &c in &target.features.categories {
+            let Some(info) = seg.term_info(feature_key(user, FeatureKind::Category, c))? else {
+                continue;
+            };
+            let mut postings = seg.postings_from(&info)?;
+            let mut doc = tantivy::DocSet::doc(&postings);
+            while doc != tantivy::TERMINATED {
+                let uk = seg.uk_from_columns(doc);
+                if uk < upper {
+                    hits.push((uk, si, doc));
+                }
+                doc = tantivy::DocSet::advance(&mut postings);
+            }
+        }
+    }
+    hits.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+    hits.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+    hits.truncate(n);
+    Ok(hits
+        .into_iter()
+        .map(|(_, si, doc)| segments[si].behavior_from_columns(doc))
+        .collect())
+}

@@ -465,6 +465,12 @@ impl SegmentView {
         }
     }
 
+    /// The `uk` of a document read from its tantivy column even when the
+    /// segment is warm (the baselines).
+    pub(crate) fn uk_from_columns(&self, doc: DocId) -> u64 {
+        self.uk.get_val(doc)
+    }
+
     /// The behavior at `doc` read from the tantivy columns even when the
     /// segment is warm (what the baselines of the benchmarks read).
     pub(crate) fn behavior_from_columns(&self, doc: DocId) -> Behavior {

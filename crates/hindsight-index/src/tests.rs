@@ -633,3 +633,30 @@ fn warmed_key_postings_equal_tantivys() {
         .unwrap()
         .is_none());
 }
+
+#[test]
+fn the_two_bare_tantivy_baselines_agree() {
+    use crate::baseline::{postings_newest, term_newest};
+    use hindsight_core::Target;
+    let dir = tempfile::tempdir().unwrap();
+    let index = new_index(dir.path());
+    index.append(&mixed_batch(0, 700)).unwrap();
+    index.append(&mixed_batch(700, 700)).unwrap();
+    let snap = index.snapshot();
+    let mut nonempty = 0;
+    for user in 0..8 {
+        for cats in [vec![0], vec![5, 1], vec![2, 7, 12], vec![99]] {
+            let target = Target {
+                item_id: 1,
+                features: ItemFeatures::with_categories(cats),
+            };
+            for (n, as_of) in [(10, AsOf::NOW), (50, AsOf::seq(150)), (0, AsOf::NOW)] {
+                let a = term_newest(&snap, user, &target, n, as_of).unwrap();
+                let b = postings_newest(&snap, user, &target, n, as_of).unwrap();
+                assert_eq!(a, b, "user {user} {target:?} n {n}");
+                nonempty += usize::from(!a.is_empty());
+            }
+        }
+    }
+    assert!(nonempty > 20, "{nonempty}");
+}
