@@ -32,7 +32,7 @@ use hindsight_benches::{
     reset_peak_rss, shaped_config, shaped_name, shaped_samples, today_utc, BenchIndex, Percentiles,
     Result, Sample, DATA_ENV, HISTORY_SIZES, TOP_N,
 };
-use hindsight_core::AsOf;
+use hindsight_core::{AsOf, Behavior, Target};
 use hindsight_index::baseline::{naive_boolean, postings_newest, term_newest};
 use hindsight_index::Snapshot;
 use hindsight_retrieval::{Query, Retriever, StrategyKind};
@@ -503,7 +503,7 @@ type RetrievalRow = (
     usize,
 );
 
-/// Times the two baselines on `samples`; returns naive's percentiles.
+/// Times the three baselines on `samples`; returns naive's percentiles.
 fn baselines(
     snapshot: &Snapshot,
     shape: SynthShape,
@@ -527,46 +527,33 @@ fn baselines(
         Some(base),
         0,
     ));
-    let (bare, _) = time_calls(calls, n, |i| {
-        let s = &samples[i];
-        Ok(term_newest(snapshot, s.user, &s.target, TOP_N, s.as_of)?
-            .len()
-            .max(TOP_N))
-    })?;
-    eprintln!(
-        "{shape} {size:>6} bare term p50 {:.1} p99 {:.1}",
-        bare.p50, bare.p99
-    );
-    out.push((
-        shape,
-        size,
-        "bare tantivy (user, category) newest (baseline)".to_owned(),
-        None,
-        bare,
-        Some(base),
-        0,
-    ));
-    let (open, _) = time_calls(calls, n, |i| {
-        let s = &samples[i];
-        Ok(
-            postings_newest(snapshot, s.user, &s.target, TOP_N, s.as_of)?
+    type Lookup =
+        fn(&Snapshot, u64, &Target, usize, AsOf) -> hindsight_index::Result<Vec<Behavior>>;
+    let bare: [(&str, &str, Lookup); 2] = [
+        (
+            "bare term",
+            "bare tantivy (user, category) newest (baseline)",
+            term_newest,
+        ),
+        (
+            "bare postings",
+            "bare tantivy postings, columns held open (baseline)",
+            postings_newest,
+        ),
+    ];
+    for (short, name, lookup) in bare {
+        let (p, _) = time_calls(calls, n, |i| {
+            let s = &samples[i];
+            Ok(lookup(snapshot, s.user, &s.target, TOP_N, s.as_of)?
                 .len()
-                .max(TOP_N),
-        )
-    })?;
-    eprintln!(
-        "{shape} {size:>6} bare postings p50 {:.1} p99 {:.1}",
-        open.p50, open.p99
-    );
-    out.push((
-        shape,
-        size,
-        "bare tantivy postings, columns held open (baseline)".to_owned(),
-        None,
-        open,
-        Some(base),
-        0,
-    ));
+                .max(TOP_N))
+        })?;
+        eprintln!(
+            "{shape} {size:>6} {short} p50 {:.1} p99 {:.1}",
+            p.p50, p.p99
+        );
+        out.push((shape, size, name.to_owned(), None, p, Some(base), 0));
+    }
     Ok(base)
 }
 

@@ -3,8 +3,8 @@
 //!
 //! A retrieval by category (`sim-hard`, `ubr`'s category and tag terms,
 //! `hybrid`) first looks its keys up in the segment's term dictionary. The
-//! keys are 64-bit hashes, so tantivy's FST walks about eight nodes spread
-//! over tens of megabytes for each, and then decodes a postings block: a
+//! keys are 64-bit hashes, so tantivy's FST walks a node per key byte with
+//! no locality between lookups, and then decodes a postings block: a
 //! profile of `sim-hard` over 50k-behavior histories in a 10M-behavior
 //! index put about half of a query in those two steps (docs/benchmarks.md,
 //! session 5). A warmed segment keeps, beside its rows, each such key's

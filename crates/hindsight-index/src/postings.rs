@@ -71,11 +71,12 @@ impl<'a> KeyPostings<'a> {
     pub fn newest_before(&self, bound: DocId) -> Option<impl Iterator<Item = DocId> + 'a> {
         match self.source {
             Source::Tantivy(_) => None,
-            Source::Memory(all) => {
-                let lo = all.partition_point(|&d| d < self.run.start);
-                let hi = lo + all[lo..].partition_point(|&d| d < bound.min(self.run.end));
-                Some(all[lo..hi].iter().rev().copied())
-            }
+            Source::Memory(all) => Some(
+                in_range(all, self.run.start, bound.min(self.run.end))
+                    .iter()
+                    .rev()
+                    .copied(),
+            ),
         }
     }
 
@@ -84,21 +85,25 @@ impl<'a> KeyPostings<'a> {
     /// read forwards).
     pub fn docs(&self, from: DocId, to: DocId) -> Result<PostingDocs<'a>> {
         let (from, to) = (from.max(self.run.start), to.min(self.run.end));
-        let mut docs = match &self.source {
+        Ok(match &self.source {
             Source::Tantivy(info) => {
                 let postings = self.run.seg.postings_from(info)?;
                 let doc = postings.doc();
-                PostingDocs(Cursor::Tantivy { postings, doc, to })
+                let mut docs = PostingDocs(Cursor::Tantivy { postings, doc, to });
+                docs.skip_to(from);
+                docs
             }
-            Source::Memory(all) => {
-                let lo = all.partition_point(|&d| d < from);
-                let hi = lo + all[lo..].partition_point(|&d| d < to);
-                PostingDocs(Cursor::Memory(all[lo..hi].iter()))
-            }
-        };
-        docs.skip_to(from);
-        Ok(docs)
+            Source::Memory(all) => PostingDocs(Cursor::Memory(in_range(all, from, to).iter())),
+        })
     }
+}
+
+/// The docs of ascending `all` in `[from, to)`.
+#[inline]
+fn in_range(all: &[DocId], from: DocId, to: DocId) -> &[DocId] {
+    let lo = all.partition_point(|&d| d < from);
+    let hi = lo + all[lo..].partition_point(|&d| d < to);
+    &all[lo..hi]
 }
 
 /// An ascending cursor over a key's documents in a doc range (from

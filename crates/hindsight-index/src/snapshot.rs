@@ -86,9 +86,9 @@ struct Row {
     off: u32,
 }
 
-/// Docs per [`SegmentView::prefetch`] call of the row reads: enough misses
-/// in flight to cover the memory latency, few enough that the lines stay in
-/// L1/L2 until they are read.
+/// Docs per [`SegmentView::prefetch`] call of the row reads: many misses in
+/// flight, few enough lines (64 at most) to stay in cache until read. Not
+/// tuned: 32 is the only value measured (docs/benchmarks.md, session 5).
 pub const PREFETCH_STRETCH: usize = 32;
 
 /// Bytes per document of a warmed segment's row array (plus 8 per
@@ -154,37 +154,31 @@ impl Rows {
         }
         u32::try_from(features.len()).ok()?;
         features.shrink_to_fit();
-        let keys = KeyDocs::build(
-            docs.len(),
-            |d| docs[d].uk,
-            |d| {
-                let r = &docs[d];
-                let off = r.off as usize;
-                let (nc, nt) = (r.ncats(), r.ntags());
-                // In range: `off` and the counts were written just above.
-                (&features[off..off + nc], &features[off + nc..off + nc + nt])
-            },
-        );
-        Some(Rows {
+        let mut rows = Rows {
             docs,
             features,
-            keys,
-        })
+            keys: None,
+        };
+        rows.keys = KeyDocs::build(
+            rows.docs.len(),
+            |d| rows.docs[d].uk,
+            |d| rows.row_features(&rows.docs[d]),
+        );
+        Some(rows)
     }
 
     #[inline]
     fn behavior(&self, doc: DocId) -> Behavior {
         let r = &self.docs[doc as usize];
         let (user_id, seq) = split_user_seq_key(r.uk);
-        let off = r.off as usize;
-        let (nc, nt) = (r.ncats(), r.ntags());
+        let (cats, tags) = self.row_features(r);
         Behavior {
             user_id,
             seq,
             item_id: r.item,
             features: ItemFeatures {
-                categories: self.features[off..off + nc].to_vec(),
-                tags: self.features[off + nc..off + nc + nt].to_vec(),
+                categories: cats.to_vec(),
+                tags: tags.to_vec(),
             },
             behavior_type: r.btype(),
             timestamp: r.ts,
@@ -231,16 +225,22 @@ impl Rows {
         }
     }
 
-    /// The categories and the tags of `doc`.
+    /// The categories and the tags of a row of this array (its offset and
+    /// counts were written with the arena, so they are in range).
     #[inline]
-    fn features_of(&self, doc: DocId) -> Option<(&[u64], &[u64])> {
-        let r = self.docs.get(doc as usize)?;
+    fn row_features(&self, r: &Row) -> (&[u64], &[u64]) {
         let off = r.off as usize;
         let (nc, nt) = (r.ncats(), r.ntags());
-        Some((
-            self.features.get(off..off + nc)?,
-            self.features.get(off + nc..off + nc + nt)?,
-        ))
+        (
+            &self.features[off..off + nc],
+            &self.features[off + nc..off + nc + nt],
+        )
+    }
+
+    /// [`row_features`](Self::row_features) of `doc`, `None` past the end.
+    #[inline]
+    fn features_of(&self, doc: DocId) -> Option<(&[u64], &[u64])> {
+        self.docs.get(doc as usize).map(|r| self.row_features(r))
     }
 
     fn bytes(&self) -> usize {
